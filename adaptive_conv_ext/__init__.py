@@ -1,0 +1,21 @@
+"""adaptive_conv_ext: fused adaptive convolutional kernels for PyTorch.
+
+Zamora Esquivel et al., "Adaptive Convolutional Kernels", ICCV Workshops 2019.
+"""
+
+from . import reference
+from ._backends import BackendUnavailableError, available_backends
+from .functional import adaptive_conv2d
+from .modules import AdaptiveConv2d
+from .paper import adaptive_conv2d_paper
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdaptiveConv2d",
+    "BackendUnavailableError",
+    "adaptive_conv2d",
+    "adaptive_conv2d_paper",
+    "available_backends",
+    "reference",
+]

@@ -1,0 +1,112 @@
+"""AdaptiveConv2d: the layer, shaped like nn.Conv2d."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._validation import _pair, check_backend_name
+from .functional import adaptive_conv2d
+
+
+class AdaptiveConv2d(nn.Module):
+    """Adaptive convolution layer (Zamora Esquivel et al., ICCV-W 2019).
+
+    Parameters: ``weight`` (O, C/groups, kH, kW, kH, kW), ``kernel_bias``
+    (O, C/groups, kH, kW) and ``bias`` (O,). ``backend`` is passed to
+    :func:`adaptive_conv2d`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        kernel_bias: bool = True,
+        device=None,
+        dtype=None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups ({groups}) must divide in_channels ({in_channels}) and out_channels ({out_channels})"
+            )
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
+        self.stride = _pair(stride, "stride", 1)
+        self.padding = _pair(padding, "padding", 0)
+        self.dilation = _pair(dilation, "dilation", 1)
+        self.groups = groups
+        self.backend = check_backend_name(backend)
+        kH, kW = self.kernel_size
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels // groups, kH, kW, kH, kW, **factory)
+        )
+        self.kernel_bias = (
+            nn.Parameter(torch.empty(out_channels, in_channels // groups, kH, kW, **factory))
+            if kernel_bias
+            else None
+        )
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        if self.kernel_bias is None:
+            self.register_parameter("kernel_bias", None)
+        if self.bias is None:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Each generating filter starts as a default nn.Conv2d(1, kH*kW, (kH, kW)) would,
+        # as in the paper's code: Kaiming-uniform with a=sqrt(5) over fan-in kH*kW,
+        # which is uniform(+-1/sqrt(fan_in)), and its bias uniform(+-1/sqrt(fan_in)).
+        kH, kW = self.kernel_size
+        bound = 1.0 / math.sqrt(kH * kW)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.kernel_bias is not None:
+            nn.init.uniform_(self.kernel_bias, -bound, bound)
+        if self.bias is not None:
+            # The output bias as nn.Conv2d would set it for this layer's fan-in.
+            fan_in = (self.in_channels // self.groups) * kH * kW
+            b = 1.0 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -b, b)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return adaptive_conv2d(
+            input,
+            self.weight,
+            self.kernel_bias,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+            backend=self.backend,
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.kernel_bias is None:
+            s += ", kernel_bias=False"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
+        return s
