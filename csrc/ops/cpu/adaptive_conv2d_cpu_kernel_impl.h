@@ -1,0 +1,281 @@
+// Fused CPU kernels for adaptive convolution (SPEC section 1). Included by one
+// .cpp per instruction set, which defines CPU_CAPABILITY (DEFAULT, AVX2, AVX512)
+// first; at::vec then picks matching vector types and its SLEEF tanh.
+//
+// Layout of the work: output pixels are taken kTile at a time (flattened over
+// Ho*Wo, vectorised along that axis). For a tile and one input channel the
+// zero-padded patch X[tap][pixel] is gathered once and reused by every output
+// channel of the group. sigma and K live only in registers (forward) or in one
+// tile-sized scratch row (backward): nothing of size N*O*(C/g)*T*Ho*Wo exists.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "adaptive_conv2d_cpu_kernel.h"
+
+namespace adaptive_conv_ext::cpu::CPU_CAPABILITY {
+namespace {
+
+using at::vec::Vectorized;
+
+// Output pixels per tile: a multiple of every vector width (16 floats on AVX-512).
+constexpr int64_t kTile = 64;
+
+// Where each pixel of a tile reads its (a, b) = (0, 0) tap, and whether it exists.
+struct TileCoords {
+  int64_t count;          // valid pixels in this tile
+  int64_t row0[kTile];    // i*sH - pH
+  int64_t col0[kTile];    // j*sW - pW
+};
+
+inline void tile_coords(const AdaptiveConvShape& s, int64_t p0, TileCoords& tc) {
+  const int64_t L = s.Ho * s.Wo;
+  tc.count = std::min(kTile, L - p0);
+  for (int64_t p = 0; p < tc.count; ++p) {
+    const int64_t i = (p0 + p) / s.Wo, j = (p0 + p) % s.Wo;
+    tc.row0[p] = i * s.sH - s.pH;
+    tc.col0[p] = j * s.sW - s.pW;
+  }
+}
+
+// patch[t * kTile + p] = X[tap t] of pixel p (zero padding; zero for p >= count).
+template <typename T>
+void gather_patch(const AdaptiveConvShape& s, const TileCoords& tc, const T* plane, T* patch) {
+  for (int64_t a = 0; a < s.kH; ++a) {
+    for (int64_t b = 0; b < s.kW; ++b) {
+      T* row = patch + (a * s.kW + b) * kTile;
+      for (int64_t p = 0; p < tc.count; ++p) {
+        const int64_t ih = tc.row0[p] + a * s.dH, iw = tc.col0[p] + b * s.dW;
+        row[p] = (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) ? plane[ih * s.W + iw] : T(0);
+      }
+      std::fill(row + tc.count, row + kTile, T(0));
+    }
+  }
+}
+
+// The transpose of gather_patch (col2im for one tile): plane += dpatch at the taps.
+template <typename T>
+void scatter_patch(const AdaptiveConvShape& s, const TileCoords& tc, const T* dpatch, T* plane) {
+  for (int64_t a = 0; a < s.kH; ++a) {
+    for (int64_t b = 0; b < s.kW; ++b) {
+      const T* row = dpatch + (a * s.kW + b) * kTile;
+      for (int64_t p = 0; p < tc.count; ++p) {
+        const int64_t ih = tc.row0[p] + a * s.dH, iw = tc.col0[p] + b * s.dW;
+        if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) plane[ih * s.W + iw] += row[p];
+      }
+    }
+  }
+}
+
+template <typename T>
+void forward_impl(const AdaptiveConvShape& s, const T* x, const T* w, const T* kb,
+                  const T* bias, T* y) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  static_assert(kTile % V == 0, "tile must be a whole number of vectors");
+  const int64_t T2 = s.taps(), Cg = s.in_per_group(), Og = s.out_per_group();
+  const int64_t L = s.Ho * s.Wo, HW = s.H * s.W;
+  const int64_t tiles = (L + kTile - 1) / kTile;
+
+  at::parallel_for(0, s.N * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> patch(T2 * kTile), acc(Og * kTile);
+    TileCoords tc;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t n = item / tiles, p0 = (item % tiles) * kTile;
+      tile_coords(s, p0, tc);
+      for (int64_t g = 0; g < s.groups; ++g) {
+        for (int64_t o = 0; o < Og; ++o)
+          std::fill_n(acc.data() + o * kTile, kTile, bias ? bias[g * Og + o] : T(0));
+        for (int64_t c = 0; c < Cg; ++c) {
+          gather_patch(s, tc, x + (n * s.C + g * Cg + c) * HW, patch.data());
+          for (int64_t o = 0; o < Og; ++o) {
+            const int64_t pair = (g * Og + o) * Cg + c;  // (o, c) generator index
+            const T* q = w + pair * T2 * T2;
+            const T* beta = kb ? kb + pair * T2 : nullptr;
+            T* out = acc.data() + o * kTile;
+            for (int64_t p = 0; p < kTile; p += V) {
+              Vec y_acc = Vec::loadu(out + p);
+              for (int64_t uv = 0; uv < T2; ++uv) {
+                Vec sigma(beta ? beta[uv] : T(0));
+                const T* q_row = q + uv * T2;
+                for (int64_t ab = 0; ab < T2; ++ab)
+                  sigma = at::vec::fmadd(Vec(q_row[ab]), Vec::loadu(patch.data() + ab * kTile + p), sigma);
+                y_acc = at::vec::fmadd(sigma.tanh(), Vec::loadu(patch.data() + uv * kTile + p), y_acc);
+              }
+              y_acc.store(out + p);
+            }
+          }
+        }
+        for (int64_t o = 0; o < Og; ++o)
+          std::memcpy(y + (n * s.O + g * Og + o) * L + p0, acc.data() + o * kTile, tc.count * sizeof(T));
+      }
+    }
+  });
+}
+
+// Backward. Work item = (image n, input channel c'): its grad_input plane is
+// written by that item alone, so no two threads touch the same gx element.
+// Weight gradients are summed per chunk of items into a private buffer and the
+// chunks are added in a fixed order, so results do not depend on scheduling.
+template <typename T>
+void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T* w, const T* kb,
+                   T* gx, T* gw, T* gkb) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  const int64_t T2 = s.taps(), Cg = s.in_per_group(), Og = s.out_per_group();
+  const int64_t L = s.Ho * s.Wo, HW = s.H * s.W;
+  const int64_t tiles = (L + kTile - 1) / kTile;
+  const int64_t items = s.N * s.C;
+  const bool need_gx = gx != nullptr, need_gw = gw != nullptr;
+  const int64_t w_numel = s.O * Cg * T2 * T2, kb_numel = s.O * Cg * T2;
+
+  if (need_gw) {
+    std::fill_n(gw, w_numel, T(0));
+    std::fill_n(gkb, kb_numel, T(0));
+  }
+  if (items == 0 || L == 0) return;
+
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), items));
+  std::vector<T> gw_part(need_gw ? chunks * w_numel : 0), gkb_part(need_gw ? chunks * kb_numel : 0);
+
+  at::parallel_for(0, chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
+    std::vector<T> patch(T2 * kTile), dpatch(T2 * kTile), dsig(T2 * kTile), gout(kTile);
+    // Per-item gradient accumulators of (o in group, u, v[, a, b]), one vector of lanes each;
+    // lanes are summed once per item.
+    std::vector<T> dq_lanes(need_gw ? Og * T2 * T2 * V : 0), db_lanes(need_gw ? Og * T2 * V : 0);
+    TileCoords tc;
+    for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
+      T* gw_c = need_gw ? gw_part.data() + chunk * w_numel : nullptr;
+      T* gkb_c = need_gw ? gkb_part.data() + chunk * kb_numel : nullptr;
+      if (need_gw) {
+        std::fill_n(gw_c, w_numel, T(0));
+        std::fill_n(gkb_c, kb_numel, T(0));
+      }
+      const int64_t item_begin = items * chunk / chunks, item_end = items * (chunk + 1) / chunks;
+      for (int64_t item = item_begin; item < item_end; ++item) {
+        const int64_t n = item / s.C, c_abs = item % s.C;
+        const int64_t g = c_abs / Cg, c = c_abs % Cg;
+        const T* x_plane = x + (n * s.C + c_abs) * HW;
+        if (need_gw) {
+          std::fill(dq_lanes.begin(), dq_lanes.end(), T(0));
+          std::fill(db_lanes.begin(), db_lanes.end(), T(0));
+        }
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+          const int64_t p0 = tile * kTile;
+          tile_coords(s, p0, tc);
+          gather_patch(s, tc, x_plane, patch.data());
+          if (need_gx) std::fill(dpatch.begin(), dpatch.end(), T(0));
+          const T* X = patch.data();
+          for (int64_t o = 0; o < Og; ++o) {
+            const int64_t o_abs = g * Og + o, pair = o_abs * Cg + c;
+            const T* q = w + pair * T2 * T2;
+            const T* beta = kb ? kb + pair * T2 : nullptr;
+            const T* gy_row = gy + (n * s.O + o_abs) * L + p0;
+            std::copy(gy_row, gy_row + tc.count, gout.begin());
+            std::fill(gout.begin() + tc.count, gout.end(), T(0));
+
+            // Recompute sigma and t = K; d sigma = g * X[uv] * (1 - t^2); direct term g * t.
+            for (int64_t p = 0; p < kTile; p += V) {
+              const Vec G = Vec::loadu(gout.data() + p);
+              for (int64_t uv = 0; uv < T2; ++uv) {
+                Vec sigma(beta ? beta[uv] : T(0));
+                const T* q_row = q + uv * T2;
+                for (int64_t ab = 0; ab < T2; ++ab)
+                  sigma = at::vec::fmadd(Vec(q_row[ab]), Vec::loadu(X + ab * kTile + p), sigma);
+                const Vec t = sigma.tanh();
+                const Vec Xuv = Vec::loadu(X + uv * kTile + p);
+                if (need_gx) {
+                  T* d = dpatch.data() + uv * kTile + p;
+                  at::vec::fmadd(G, t, Vec::loadu(d)).store(d);
+                }
+                (G * Xuv * (Vec(T(1)) - t * t)).store(dsig.data() + uv * kTile + p);
+              }
+            }
+            if (need_gw) {
+              // dQ[o,c,uv,ab] += sum_p dsig[uv][p] X[ab][p];  dbeta[o,c,uv] += sum_p dsig[uv][p]
+              for (int64_t uv = 0; uv < T2; ++uv) {
+                const T* ds = dsig.data() + uv * kTile;
+                T* db = db_lanes.data() + (o * T2 + uv) * V;
+                Vec db_acc = Vec::loadu(db);
+                for (int64_t p = 0; p < kTile; p += V) db_acc = db_acc + Vec::loadu(ds + p);
+                db_acc.store(db);
+                for (int64_t ab = 0; ab < T2; ++ab) {
+                  T* dq = dq_lanes.data() + ((o * T2 + uv) * T2 + ab) * V;
+                  Vec dq_acc = Vec::loadu(dq);
+                  for (int64_t p = 0; p < kTile; p += V)
+                    dq_acc = at::vec::fmadd(Vec::loadu(ds + p), Vec::loadu(X + ab * kTile + p), dq_acc);
+                  dq_acc.store(dq);
+                }
+              }
+            }
+            if (need_gx) {
+              // dX[ab][p] += sum_uv dsig[uv][p] Q[uv, ab]
+              for (int64_t p = 0; p < kTile; p += V) {
+                for (int64_t ab = 0; ab < T2; ++ab) {
+                  T* d = dpatch.data() + ab * kTile + p;
+                  Vec acc = Vec::loadu(d);
+                  for (int64_t uv = 0; uv < T2; ++uv)
+                    acc = at::vec::fmadd(Vec(q[uv * T2 + ab]), Vec::loadu(dsig.data() + uv * kTile + p), acc);
+                  acc.store(d);
+                }
+              }
+            }
+          }
+          if (need_gx) scatter_patch(s, tc, dpatch.data(), gx + (n * s.C + c_abs) * HW);
+        }
+        if (need_gw) {
+          for (int64_t o = 0; o < Og; ++o) {
+            const int64_t pair = (g * Og + o) * Cg + c;
+            for (int64_t uv = 0; uv < T2; ++uv) {
+              const T* db = db_lanes.data() + (o * T2 + uv) * V;
+              T sum = 0;
+              for (int64_t l = 0; l < V; ++l) sum += db[l];
+              gkb_c[pair * T2 + uv] += sum;
+              for (int64_t ab = 0; ab < T2; ++ab) {
+                const T* dq = dq_lanes.data() + ((o * T2 + uv) * T2 + ab) * V;
+                T qsum = 0;
+                for (int64_t l = 0; l < V; ++l) qsum += dq[l];
+                gw_c[(pair * T2 + uv) * T2 + ab] += qsum;
+              }
+            }
+          }
+        }
+      }
+    }
+  });
+
+  if (need_gw) {
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      const T* gw_c = gw_part.data() + chunk * w_numel;
+      const T* gkb_c = gkb_part.data() + chunk * kb_numel;
+      for (int64_t i = 0; i < w_numel; ++i) gw[i] += gw_c[i];
+      for (int64_t i = 0; i < kb_numel; ++i) gkb[i] += gkb_c[i];
+    }
+  }
+}
+
+}  // namespace
+
+void forward(const AdaptiveConvShape& s, const float* x, const float* w, const float* kb,
+             const float* bias, float* y) {
+  forward_impl<float>(s, x, w, kb, bias, y);
+}
+void forward(const AdaptiveConvShape& s, const double* x, const double* w, const double* kb,
+             const double* bias, double* y) {
+  forward_impl<double>(s, x, w, kb, bias, y);
+}
+void backward(const AdaptiveConvShape& s, const float* gy, const float* x, const float* w,
+              const float* kb, float* gx, float* gw, float* gkb) {
+  backward_impl<float>(s, gy, x, w, kb, gx, gw, gkb);
+}
+void backward(const AdaptiveConvShape& s, const double* gy, const double* x, const double* w,
+              const double* kb, double* gx, double* gw, double* gkb) {
+  backward_impl<double>(s, gy, x, w, kb, gx, gw, gkb);
+}
+
+}  // namespace adaptive_conv_ext::cpu::CPU_CAPABILITY
