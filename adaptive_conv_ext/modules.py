@@ -55,16 +55,11 @@ class AdaptiveConv2d(nn.Module):
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels // groups, kH, kW, kH, kW, **factory)
         )
-        self.kernel_bias = (
-            nn.Parameter(torch.empty(out_channels, in_channels // groups, kH, kW, **factory))
-            if kernel_bias
-            else None
+        self.register_parameter(
+            "kernel_bias",
+            nn.Parameter(torch.empty(out_channels, in_channels // groups, kH, kW, **factory)) if kernel_bias else None,
         )
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        if self.kernel_bias is None:
-            self.register_parameter("kernel_bias", None)
-        if self.bias is None:
-            self.register_parameter("bias", None)
+        self.register_parameter("bias", nn.Parameter(torch.empty(out_channels, **factory)) if bias else None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

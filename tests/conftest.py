@@ -1,0 +1,45 @@
+"""Shared helpers: random problems, SPEC section 2 tolerances, relative error."""
+
+import pytest
+import torch
+
+# SPEC section 2: ||out - ref|| / ||ref|| against the float64 reference.
+TOLERANCE = {
+    torch.float64: 1e-12,
+    torch.float32: 1e-6,
+    torch.float16: 5e-3,
+    torch.bfloat16: 2e-2,
+}
+
+
+def rel_err(out, ref):
+    out, ref = out.double(), ref.double()
+    denom = ref.norm()
+    if denom == 0:
+        return out.norm().item()
+    return ((out - ref).norm() / denom).item()
+
+
+def make_problem(
+    N=2, C=4, O=6, H=9, W=8, k=(3, 3), groups=1, dtype=torch.float64, device="cpu",
+    kernel_bias=True, bias=True, seed=0, scale=0.5,
+):
+    """Random inputs in float64, cast to dtype (so every dtype sees the same values)."""
+    gen = torch.Generator().manual_seed(seed)
+    kH, kW = k
+    x = torch.randn(N, C, H, W, generator=gen, dtype=torch.float64)
+    # scale keeps sigma in tanh's interesting range rather than saturated
+    w = torch.randn(O, C // groups, kH, kW, kH, kW, generator=gen, dtype=torch.float64) * scale / (kH * kW) ** 0.5
+    kb = torch.randn(O, C // groups, kH, kW, generator=gen, dtype=torch.float64) * 0.5 if kernel_bias else None
+    b = torch.randn(O, generator=gen, dtype=torch.float64) if bias else None
+    cast = lambda t: None if t is None else t.to(dtype=dtype, device=device)  # noqa: E731
+    return cast(x), cast(w), cast(kb), cast(b)
+
+
+def cuda_native_available():
+    import adaptive_conv_ext
+
+    return torch.cuda.is_available() and adaptive_conv_ext.available_backends("cuda")["native"] is None
+
+
+requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
