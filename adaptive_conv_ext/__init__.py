@@ -3,8 +3,14 @@
 Zamora Esquivel et al., "Adaptive Convolutional Kernels", ICCV Workshops 2019.
 """
 
-from . import reference
+from . import convert, reference
 from ._backends import BackendUnavailableError, available_backends
+from .convert import (
+    weight_from_paper,
+    weight_from_paper_state_dict,
+    weight_to_paper,
+    weight_to_paper_state_dict,
+)
 from .functional import adaptive_conv2d
 from .modules import AdaptiveConv2d
 from .paper import adaptive_conv2d_paper
@@ -17,5 +23,10 @@ __all__ = [
     "adaptive_conv2d",
     "adaptive_conv2d_paper",
     "available_backends",
+    "convert",
     "reference",
+    "weight_from_paper",
+    "weight_from_paper_state_dict",
+    "weight_to_paper",
+    "weight_to_paper_state_dict",
 ]

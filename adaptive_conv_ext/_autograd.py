@@ -31,6 +31,7 @@ class AdaptiveConv2dFunction(torch.autograd.Function):
         mask = [bool(need[0]), bool(need[1] or need[2])]
         grad_input = grad_weight = grad_kernel_bias = grad_bias = None
         if mask[0] or mask[1]:
+            _backends.check_deterministic(ctx.backend, input.device.type)
             ops = _backends.fused_ops(ctx.backend)
             gi, gw, gkb = ops.backward(grad_output.contiguous(), input, weight, kernel_bias, *ctx.conv, mask)
             grad_input = gi if need[0] else None

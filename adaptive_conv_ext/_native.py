@@ -25,12 +25,18 @@ def out_size(size: Sequence[int], kernel: Sequence[int], stride, padding, dilati
     ]
 
 
+# Which device types the build registered kernels for. Fixed once _C is loaded, so it
+# is read here once: torch.compile cannot trace the dispatcher query itself.
+_KERNEL_DEVICES = frozenset(
+    device_type
+    for device_type, key in (("cpu", "CPU"), ("cuda", "CUDA"))
+    if IMPORT_ERROR is None and torch._C._dispatch_has_kernel_for_dispatch_key(FORWARD, key)
+)
+
+
 def has_kernel(device_type: str) -> bool:
     """Whether the native build registered kernels for this device type ('cpu', 'cuda')."""
-    if IMPORT_ERROR is not None:
-        return False
-    key = {"cpu": "CPU", "cuda": "CUDA"}.get(device_type)
-    return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key(FORWARD, key)
+    return device_type in _KERNEL_DEVICES
 
 
 if IMPORT_ERROR is None:

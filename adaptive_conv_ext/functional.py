@@ -12,6 +12,26 @@ from ._validation import check_backend_name, validate
 from .reference import adaptive_conv2d_reference
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
+def _autocast_cast(backend, input, *others):
+    """Cast to the dtype the op runs in under autocast (see adaptive_conv2d's docstring)."""
+    device = input.device
+    dtype = torch.get_autocast_dtype(device.type)
+    if dtype not in _backends.traits(_backends.resolve(backend, device), device.type).autocast_dtypes:
+        dtype = torch.float32
+    # Like autocast itself: only floating tensors other than float64 are cast;
+    # anything else is left for validate() to judge.
+    return tuple(
+        t.to(dtype)
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
+        else t
+        for t in (input, *others)
+    )
+
+
 def adaptive_conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -35,8 +55,31 @@ def adaptive_conv2d(
         bias: (O,) or None.
         stride, padding, dilation, groups: as in ``torch.nn.functional.conv2d``.
         backend: "auto", "native", "triton" or "reference".
+
+    Autocast: inside ``torch.autocast(device_type)`` (CUDA float16/bfloat16, CPU
+    bfloat16, ...) the floating tensors among input, weight, kernel_bias and bias that
+    are not float64 are cast to the autocast dtype and the op runs in it, as conv2d does;
+    the output has that dtype. A backend that cannot compute in that dtype runs in
+    float32 instead (every current backend can; the 16-bit kernels accumulate in float32).
+    The casts are differentiable, so float32 parameters get float32 gradients.
+
+    Memory format: channels_last input gives a channels_last output; any strides are
+    accepted (fused kernels make their own contiguous copies).
+
+    Determinism: with ``torch.use_deterministic_algorithms(True)`` every backward is
+    bitwise reproducible (native CPU: a fixed split of the work, for a fixed number of
+    threads); a backend without a deterministic backward raises RuntimeError naming
+    the alternatives (a warning with ``warn_only=True``).
+
+    torch.compile: traceable with ``fullgraph=True`` (the native ops have fake
+    implementations), with static or dynamic shapes.
     """
     check_backend_name(backend)
+    if isinstance(input, torch.Tensor) and _autocast_enabled(input.device.type):
+        tensors = _autocast_cast(backend, input, weight, kernel_bias, bias)
+        # The dtype is now chosen: compute in exactly it, without autocast re-casting inside.
+        with torch.autocast(input.device.type, enabled=False):
+            return adaptive_conv2d(*tensors, stride, padding, dilation, groups, backend)
     args = validate(input, weight, kernel_bias, bias, stride, padding, dilation, groups)
     name = _backends.resolve(backend, input.device)
     if name == "reference":
