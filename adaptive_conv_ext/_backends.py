@@ -7,6 +7,7 @@ Triton kernels (adaptive_conv_ext/triton/), "reference" the unfold code.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from typing import Callable, NamedTuple, Optional
 
@@ -107,7 +108,16 @@ def native_unavailable_reason(device: torch.device) -> Optional[str]:
 
 
 def triton_interpreting() -> bool:
+    # The kernels fix interpreter mode when they are imported; before that, the
+    # environment decides what importing them will do.
+    kernels = sys.modules.get("adaptive_conv_ext.triton.kernels")
+    if kernels is not None:
+        return kernels.INTERPRET
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+# What the Triton kernels compute in (float64 goes to native or the reference).
+TRITON_DTYPES = frozenset((torch.float32, torch.float16, torch.bfloat16))
 
 
 def triton_unavailable_reason(device: torch.device) -> Optional[str]:
@@ -133,7 +143,7 @@ _UNAVAILABLE = {"native": native_unavailable_reason, "triton": triton_unavailabl
 _warned_fallback = False
 
 
-def resolve(backend: str, device: torch.device) -> str:
+def resolve(backend: str, device: torch.device, dtype: Optional[torch.dtype] = None) -> str:
     """Map a requested backend name to the one that will run, or raise."""
     global _warned_fallback
     if backend == "reference":
@@ -146,7 +156,11 @@ def resolve(backend: str, device: torch.device) -> str:
     # auto: native, else Triton on a GPU, else the reference.
     if native_unavailable_reason(device) is None:
         return "native"
-    if device.type == "cuda" and triton_unavailable_reason(device) is None:
+    if (
+        device.type == "cuda"
+        and (dtype is None or dtype in TRITON_DTYPES)
+        and triton_unavailable_reason(device) is None
+    ):
         return "triton"
     if not _warned_fallback:
         _warned_fallback = True

@@ -20,7 +20,7 @@ def _autocast_cast(backend, input, *others):
     """Cast to the dtype the op runs in under autocast (see adaptive_conv2d's docstring)."""
     device = input.device
     dtype = torch.get_autocast_dtype(device.type)
-    if dtype not in _backends.traits(_backends.resolve(backend, device), device.type).autocast_dtypes:
+    if dtype not in _backends.traits(_backends.resolve(backend, device, dtype), device.type).autocast_dtypes:
         dtype = torch.float32
     # Like autocast itself: only floating tensors other than float64 are cast;
     # anything else is left for validate() to judge.
@@ -81,7 +81,7 @@ def adaptive_conv2d(
         with torch.autocast(input.device.type, enabled=False):
             return adaptive_conv2d(*tensors, stride, padding, dilation, groups, backend)
     args = validate(input, weight, kernel_bias, bias, stride, padding, dilation, groups)
-    name = _backends.resolve(backend, input.device)
+    name = _backends.resolve(backend, input.device, input.dtype)
     if name == "reference":
         return adaptive_conv2d_reference(
             input, weight, kernel_bias, bias, args.stride, args.padding, args.dilation, args.groups

@@ -19,8 +19,6 @@ Two tilings of the generating-filter product sigma = X Q^T:
 sigma and K live in registers only; the backward kernels recompute them.
 """
 
-from __future__ import annotations
-
 import triton
 import triton.language as tl
 from triton import knobs
@@ -28,71 +26,80 @@ from triton import knobs
 # Decided when this module is imported, exactly as @triton.jit decides it.
 INTERPRET = bool(knobs.runtime.interpret)
 
-_TWO_LOG2E = 2.8853900817779268  # 2 / ln(2): exp(2|x|) = exp2(|x| * _TWO_LOG2E)
+# Helpers called from the kernels. The interpreter re-patches triton.language on every
+# call of a jitted helper (milliseconds each), so there they are plain Python functions,
+# which it runs the same way inline.
+_device_fn = (lambda fn: fn) if INTERPRET else triton.jit
 
 
-@triton.jit
-def _tanh(x, FAST: tl.constexpr):
-    """(tanh(x), 1 - tanh(x)^2) in float32.
+@_device_fn
+def _tanh_parts(x, FAST: tl.constexpr):
+    """(tanh(x), r, is_small) in float32; see _tanh_d for the meaning.
 
-    FAST: the hardware's tanh.approx.f32 (max rel. error ~2^-11), GPU only.
-    Otherwise exact to a few ulp without libdevice (the interpreter has none):
-    |x| < 0.4 uses the odd Taylor polynomial (no cancellation near 0), larger |x|
-    uses 1 - 2r with r = 1 / (exp(2|x|) + 1), which saturates cleanly to +-1 and
-    gives 1 - t^2 = 4 r (1 - r) without the cancellation of 1 - t*t near |t| = 1.
-    NaN propagates through both branches.
+    FAST: the hardware's tanh.approx.f32 (max rel. error ~2^-11), GPU only; r and
+    is_small are then unused placeholders. Otherwise accurate to about 1e-7 without
+    libdevice (the interpreter has none): |x| >= 1/8 uses 1 - 2r with
+    r = 1 / (exp(2|x|) + 1), which saturates cleanly to +-1; |x| < 1/8 uses the Taylor
+    polynomial to x^7 (remainder < 4e-9 relative), which keeps small values accurate
+    relative to themselves. NaN propagates through both.
     """
     if FAST:
         t = tl.inline_asm_elementwise(
             "tanh.approx.f32 $0, $1;", "=r,r", [x], dtype=tl.float32, is_pure=True, pack=1
         )
-        dt = (1.0 - t) * (1.0 + t)
+        r = t
+        is_small = x != x
     else:
         ax = tl.abs(x)
-        e = tl.exp2(ax * 2.8853900817779268)
-        r = 1.0 / (e + 1.0)
+        r = 1.0 / (tl.exp2(ax * 2.8853900817779268) + 1.0)  # exp2(|x| * 2/ln 2) = exp(2|x|)
         big = 1.0 - 2.0 * r
-        big = tl.where(x < 0, -big, big)
-        dbig = 4.0 * r * (1.0 - r)
         x2 = x * x
-        # Taylor coefficients of tanh up to x^15; the remainder at |x| = 0.4 is ~3e-10.
-        p = -0.0014558343870513183
-        p = p * x2 + 0.0035921280365724811
-        p = p * x2 - 0.0088632355299021966
-        p = p * x2 + 0.021869488536155203
-        p = p * x2 - 0.053968253968253971
-        p = p * x2 + 0.13333333333333333
-        p = p * x2 - 0.33333333333333333
-        small = x + x * x2 * p
-        is_small = ax < 0.4
-        t = tl.where(is_small, small, big)
-        dt = tl.where(is_small, (1.0 - small) * (1.0 + small), dbig)
+        small = x + x * x2 * ((-0.053968253968253971 * x2 + 0.13333333333333333) * x2 - 0.33333333333333333)
+        is_small = ax < 0.125
+        t = tl.where(is_small, small, tl.where(x < 0, -big, big))
+    return t, r, is_small
+
+
+@_device_fn
+def _tanh(x, FAST: tl.constexpr):
+    t, _r, _s = _tanh_parts(x, FAST)
+    return t
+
+
+@_device_fn
+def _tanh_d(x, FAST: tl.constexpr):
+    """(tanh(x), 1 - tanh(x)^2). In exact mode 1 - t^2 = 4 r (1 - r) for |x| >= 1/8,
+    free of the cancellation of 1 - t*t near |t| = 1."""
+    t, r, is_small = _tanh_parts(x, FAST)
+    dt = (1.0 - t) * (1.0 + t)
+    if not FAST:
+        dt = tl.where(is_small, dt, 4.0 * r * (1.0 - r))
     return t, dt
 
 
-@triton.jit
-def _patch(offs_p, taps, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW: tl.constexpr, T: tl.constexpr):
-    """Offsets (within one input plane) and mask of the (P x TP) patch tile."""
-    L = Ho * Wo
+@_device_fn
+def _origin(offs_p, Wo, sH, sW, pH, pW):
+    """Input row and column of tap (0, 0) of each output pixel of the tile."""
     oi = offs_p // Wo
     oj = offs_p % Wo
-    ta = taps // KW
-    tb = taps % KW
-    h = oi[:, None] * sH - pH + ta[None, :] * dH
-    w = oj[:, None] * sW - pW + tb[None, :] * dW
-    mask = (offs_p < L)[:, None] & (taps < T)[None, :] & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+    return oi * sH - pH, oj * sW - pW
+
+
+@_device_fn
+def _patch(hb, wb, pmask, taps, H, W, dH, dW, KW: tl.constexpr, T: tl.constexpr):
+    """Offsets (within one input plane) and mask of the (P x TP) patch tile."""
+    h = hb[:, None] + (taps // KW)[None, :] * dH
+    w = wb[:, None] + (taps % KW)[None, :] * dW
+    mask = pmask[:, None] & (taps < T)[None, :] & (h >= 0) & (h < H) & (w >= 0) & (w < W)
     return h * W + w, mask
 
 
-@triton.jit
-def _tap(offs_p, uv, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW: tl.constexpr):
-    """Offsets and mask of tap uv of every pixel of the tile (a length-P vector)."""
-    L = Ho * Wo
-    oi = offs_p // Wo
-    oj = offs_p % Wo
-    h = oi * sH - pH + (uv // KW) * dH
-    w = oj * sW - pW + (uv % KW) * dW
-    mask = (offs_p < L) & (h >= 0) & (h < H) & (w >= 0) & (w < W)
+@_device_fn
+def _tap(hb, wb, pmask, uv, H, W, dH, dW, KW: tl.constexpr):
+    """Offsets and mask of tap uv of every pixel of the tile (length-P vectors)."""
+    h = hb + (uv // KW) * dH
+    w = wb + (uv % KW) * dW
+    mask = pmask & (h >= 0) & (h < H) & (w >= 0) & (w < W)
     return h * W + w, mask
 
 
@@ -124,7 +131,8 @@ def fwd_o_kernel(
     pmask = offs_p < L
     taps = tl.arange(0, TP)
     tmask = taps < T
-    xoff, xmask = _patch(offs_p, taps, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW, T)
+    hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
+    xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
     offs_o = g * Og + ot * BLOCK_O + tl.arange(0, BLOCK_O)
     omask = (ot * BLOCK_O + tl.arange(0, BLOCK_O)) < Og
     wmask = tmask[:, None] & omask[None, :]
@@ -143,8 +151,8 @@ def fwd_o_kernel(
             s = tl.dot(xp, wt, input_precision=PREC, out_dtype=tl.float32)
             if HAS_KB:
                 s += tl.load(kb_ptr + w_rows + uv, mask=omask, other=0.0).to(tl.float32)[None, :]
-            k, _ = _tanh(s, FAST_TANH)
-            uoff, umask = _tap(offs_p, uv, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW)
+            k = _tanh(s, FAST_TANH)
+            uoff, umask = _tap(hb, wb, pmask, uv, H, W, dH, dW, KW)
             xuv = tl.load(x_base + uoff, mask=umask, other=0.0).to(tl.float32)
             acc += k * xuv[:, None]
     if HAS_BIAS:
@@ -177,7 +185,8 @@ def fwd_uv_kernel(
     pmask = offs_p < L
     taps = tl.arange(0, TP)
     tmask = taps < T
-    xoff, xmask = _patch(offs_p, taps, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW, T)
+    hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
+    xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
     # wt[ab, uv] = Q[o, c, uv, ab]: rows are patch taps, columns kernel elements.
     qoff = taps[None, :] * T + taps[:, None]
     qmask = tmask[:, None] & tmask[None, :]
@@ -194,7 +203,7 @@ def fwd_uv_kernel(
         s = tl.dot(xp, wt, input_precision=PREC, out_dtype=tl.float32)
         if HAS_KB:
             s += tl.load(kb_ptr + oc * T + taps, mask=tmask, other=0.0).to(tl.float32)[None, :]
-        k, _ = _tanh(s, FAST_TANH)
+        k = _tanh(s, FAST_TANH)
         # Padded columns: X is 0 there, so they add nothing.
         acc += tl.sum(k * xp.to(tl.float32), axis=1)
     if HAS_BIAS:
@@ -211,7 +220,7 @@ def fwd_uv_kernel(
 # gathers in a fixed order (DETERMINISTIC=1).
 
 
-@triton.jit
+@_device_fn
 def _scatter_patch(dx_ptr, cols_ptr, dxp, n, n0, cin, C, H, W, L, offs_p, taps, xoff, xmask,
                    T: tl.constexpr, DETERMINISTIC: tl.constexpr):
     if DETERMINISTIC:
@@ -248,7 +257,8 @@ def gin_o_kernel(
     pmask = offs_p < L
     taps = tl.arange(0, TP)
     tmask = taps < T
-    xoff, xmask = _patch(offs_p, taps, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW, T)
+    hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
+    xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
     x_base = x_ptr + (n.to(tl.int64) * C + cin) * H * W
     xp = tl.load(x_base + xoff, mask=xmask, other=0.0)
     if not LOW_DOT:
@@ -271,8 +281,8 @@ def gin_o_kernel(
             s = tl.dot(xp, wt, input_precision=PREC, out_dtype=tl.float32)
             if HAS_KB:
                 s += tl.load(kb_ptr + w_rows + uv, mask=omask, other=0.0).to(tl.float32)[None, :]
-            t, dt = _tanh(s, FAST_TANH)
-            uoff, umask = _tap(offs_p, uv, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW)
+            t, dt = _tanh_d(s, FAST_TANH)
+            uoff, umask = _tap(hb, wb, pmask, uv, H, W, dH, dW, KW)
             xuv = tl.load(x_base + uoff, mask=umask, other=0.0).to(tl.float32)
             dsig = go * dt * xuv[:, None]
             # through the kernel: dX[p, ab] += sum_o dsig[p, o] Q[o, c, uv, ab]
@@ -309,7 +319,8 @@ def gin_uv_kernel(
     pmask = offs_p < L
     taps = tl.arange(0, TP)
     tmask = taps < T
-    xoff, xmask = _patch(offs_p, taps, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW, T)
+    hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
+    xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
     xp = tl.load(x_ptr + (n.to(tl.int64) * C + cin) * H * W + xoff, mask=xmask, other=0.0)
     xf = xp.to(tl.float32)
     if not LOW_DOT:
@@ -329,7 +340,7 @@ def gin_uv_kernel(
         s = tl.dot(xp, wt, input_precision=PREC, out_dtype=tl.float32)
         if HAS_KB:
             s += tl.load(kb_ptr + oc * T + taps, mask=tmask, other=0.0).to(tl.float32)[None, :]
-        t, dt = _tanh(s, FAST_TANH)
+        t, dt = _tanh_d(s, FAST_TANH)
         # columns are kernel elements uv, which index the same taps as the patch columns
         dsig = go[:, None] * dt * xf
         dxp += go[:, None] * t
@@ -422,7 +433,8 @@ def gw_o_kernel(
         n = item // n_pt
         offs_p = (item % n_pt) * BLOCK_P + tl.arange(0, BLOCK_P)
         pmask = offs_p < L
-        xoff, xmask = _patch(offs_p, taps, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW, T)
+        hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
+        xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
         x_base = x_ptr + (n.to(tl.int64) * C + cin) * H * W
         xp = tl.load(x_base + xoff, mask=xmask, other=0.0)
         xf = xp.to(tl.float32)
@@ -433,8 +445,8 @@ def gw_o_kernel(
         s = tl.dot(xp, wt, input_precision=PREC, out_dtype=tl.float32)
         if HAS_KB:
             s += kb[None, :]
-        _, dt = _tanh(s, FAST_TANH)
-        uoff, umask = _tap(offs_p, uv, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW)
+        _, dt = _tanh_d(s, FAST_TANH)
+        uoff, umask = _tap(hb, wb, pmask, uv, H, W, dH, dW, KW)
         xuv = tl.load(x_base + uoff, mask=umask, other=0.0).to(tl.float32)
         dsig = go * dt * xuv[:, None]
         # dQ[o, c, uv, ab] += sum_p X[p, ab] dsig[p, o]
@@ -484,7 +496,8 @@ def gw_uv_kernel(
         n = item // n_pt
         offs_p = (item % n_pt) * BLOCK_P + tl.arange(0, BLOCK_P)
         pmask = offs_p < L
-        xoff, xmask = _patch(offs_p, taps, Ho, Wo, H, W, sH, sW, pH, pW, dH, dW, KW, T)
+        hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
+        xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
         xp = tl.load(x_ptr + (n.to(tl.int64) * C + cin) * H * W + xoff, mask=xmask, other=0.0)
         xf = xp.to(tl.float32)
         if not LOW_DOT:
@@ -493,7 +506,7 @@ def gw_uv_kernel(
         s = tl.dot(xp, wt, input_precision=PREC, out_dtype=tl.float32)
         if HAS_KB:
             s += kb[None, :]
-        _, dt = _tanh(s, FAST_TANH)
+        _, dt = _tanh_d(s, FAST_TANH)
         dsig = go[:, None] * dt * xf  # [p, uv]
         acc_w += tl.dot(tl.trans(dsig), xf, input_precision=PREC_B, out_dtype=tl.float32)
         acc_b += tl.sum(dsig, axis=0)

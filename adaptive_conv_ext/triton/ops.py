@@ -1,0 +1,400 @@
+"""The Triton backend's operators: ``forward`` and ``backward``.
+
+They have the semantics of the native ``adaptive_conv_ext::adaptive_conv2d_forward``
+and ``adaptive_conv2d_backward`` (csrc/ops/adaptive_conv2d.cpp) and are registered as
+the custom ops ``adaptive_conv_ext::triton_forward`` / ``triton_backward`` (through
+``torch.library.triton_op`` on a GPU, so that torch.compile sees the kernels; through
+``torch.library.custom_op`` under the Triton interpreter), each with a fake kernel.
+
+Dtypes: float32, float16 and bfloat16, always accumulated in float32; float64 raises
+a TypeError (use backend="native" or "reference").
+
+Numerics switches (module attributes, read at every call; initialised from the
+environment when the module is imported):
+
+``allow_tf32`` (env ``ADAPTIVE_CONV_TRITON_TF32=1``)
+    Let float32 matrix products use TF32 tensor cores. Default off: float32 products
+    are exact IEEE ("ieee" input precision) and results meet SPEC's 1e-6. With TF32
+    expect SPEC's "TF32" tolerance, 1e-3.
+``fast_tanh`` (env ``ADAPTIVE_CONV_TRITON_FAST_TANH``: ``auto`` | ``1`` | ``0``)
+    ``auto`` (default): the hardware ``tanh.approx.f32`` for float16/bfloat16 and an
+    exact tanh for float32; ``1``: hardware tanh in the float32 forward too (tolerance
+    1e-3; the float32 backward keeps the exact tanh, since the approximation's error,
+    up to 2^-11 relative, reaches ~1.3e-3 in the gradients in the worst case);
+    ``0``: exact tanh everywhere. Never used under the interpreter.
+``force_mode`` (None, ``"o"`` or ``"uv"``)
+    Pick the kernel tiling (see kernels.py) instead of the heuristic; for tests.
+
+Determinism: grad_weight and grad_kernel_bias are always reduced without atomics
+(per-program partial sums in a workspace, summed in a fixed order). grad_input uses
+float32 atomics, unless ``torch.are_deterministic_algorithms_enabled()``, when it is
+computed as per-pixel patch gradients gathered by a col2im kernel in a fixed order, and
+every kernel runs with a fixed tile configuration (no autotuning, whose choice could
+differ between processes).
+"""
+
+import os
+from typing import List, Optional, Tuple
+
+import torch
+import triton
+from torch import Tensor
+
+from . import kernels as K
+
+INTERPRET: bool = K.INTERPRET
+
+allow_tf32: bool = os.environ.get("ADAPTIVE_CONV_TRITON_TF32", "0") == "1"
+fast_tanh: str = os.environ.get("ADAPTIVE_CONV_TRITON_FAST_TANH", "auto")
+force_mode: Optional[str] = None
+
+# Bound on the float32 column buffer of the deterministic grad_input path (images are
+# processed in chunks that fit) and on the grad_weight split workspace.
+workspace_bytes: int = 256 << 20
+
+_SUPPORTED = (torch.float32, torch.float16, torch.bfloat16)
+_GRID_Y_MAX = 65535
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def _cfg(bp, bo=None, warps=4, stages=2):
+    kw = {"BLOCK_P": bp}
+    if bo is not None:
+        kw["BLOCK_O"] = bo
+    return triton.Config(kw, num_warps=warps, num_stages=stages)
+
+
+# Autotuned on a GPU, per bucket of padded tap count TP (16, 32, >= 64): the float32
+# "ieee" dot unrolls into FMAs whose register need grows with TP, so large TP needs
+# smaller tiles or more warps (configs that spilled heavily in sm_90 builds are left out).
+# Channel-mode tiles are pixels x output channels; tap-mode tiles are pixels only (the
+# other dot dimension is TP).
+_TUNE = {
+    "fwd_o": (
+        [_cfg(32, 32), _cfg(64, 16), _cfg(64, 32), _cfg(64, 64), _cfg(128, 16),
+         _cfg(128, 32, 8), _cfg(128, 64, 8), _cfg(64, 32, 4, 3)],
+        [_cfg(32, 16), _cfg(32, 32), _cfg(64, 16), _cfg(64, 32), _cfg(128, 16), _cfg(128, 32, 8),
+         _cfg(32, 64, 8)],
+        [_cfg(32, 16), _cfg(32, 32), _cfg(64, 16), _cfg(64, 32, 8), _cfg(128, 32, 8), _cfg(32, 64, 8)],
+    ),
+    "fwd_uv": (
+        [_cfg(32), _cfg(64), _cfg(128), _cfg(128, warps=8), _cfg(256, warps=8)],
+        [_cfg(16), _cfg(32), _cfg(64), _cfg(32, warps=8), _cfg(128, warps=8)],
+        [_cfg(16), _cfg(32), _cfg(32, warps=8), _cfg(64, warps=8)],
+    ),
+    "gin_o": (
+        [_cfg(32, 16), _cfg(32, 32), _cfg(64, 16), _cfg(64, 32), _cfg(64, 64, 8), _cfg(128, 32, 8)],
+        [_cfg(16, 32), _cfg(32, 16), _cfg(32, 32), _cfg(32, 16, 8), _cfg(64, 16)],
+        [_cfg(16, 16), _cfg(16, 32), _cfg(32, 16), _cfg(32, 16, 8), _cfg(32, 32, 8)],
+    ),
+    "gin_uv": (
+        [_cfg(32), _cfg(64), _cfg(128, warps=8)],
+        [_cfg(16), _cfg(32), _cfg(32, warps=8), _cfg(64, warps=8)],
+        [_cfg(16), _cfg(16, warps=8), _cfg(32, warps=8)],
+    ),
+    "gw_o": (
+        [_cfg(32, 32), _cfg(64, 16), _cfg(64, 32), _cfg(64, 64, 8)],
+        [_cfg(16, 32), _cfg(32, 16), _cfg(32, 16, 8), _cfg(32, 32, 8)],
+        [_cfg(16, 16), _cfg(32, 16, 8)],
+    ),
+    "gw_uv": (
+        [_cfg(32), _cfg(64), _cfg(128, warps=8)],
+        [_cfg(32), _cfg(64), _cfg(32, warps=8), _cfg(64, warps=8), _cfg(128, warps=8)],
+        [_cfg(16), _cfg(32, warps=8), _cfg(64, warps=8)],
+    ),
+}
+# Used when deterministic algorithms are requested (no autotuning, whose choice could
+# differ between processes); none of these spills in float32 sm_90 builds.
+_FIXED = {
+    "fwd_o": (_cfg(64, 32), _cfg(64, 32), _cfg(64, 32, 8)),
+    "fwd_uv": (_cfg(64), _cfg(64), _cfg(32, warps=8)),
+    "gin_o": (_cfg(64, 16), _cfg(32, 16, 8), _cfg(32, 16, 8)),
+    "gin_uv": (_cfg(64), _cfg(32, warps=8), _cfg(32, warps=8)),
+    "gw_o": (_cfg(32, 32), _cfg(32, 16, 8), _cfg(32, 16, 8)),
+    "gw_uv": (_cfg(64), _cfg(32, warps=8), _cfg(32, warps=8)),
+    "col2im": (triton.Config({"BLOCK": 512}, num_warps=4),) * 3,
+}
+# The interpreter runs every program in Python: small tiles, no autotuning.
+_INTERP = {
+    "fwd_o": _cfg(16, 16), "fwd_uv": _cfg(16), "gin_o": _cfg(16, 16), "gin_uv": _cfg(16),
+    "gw_o": _cfg(16, 16), "gw_uv": _cfg(16), "col2im": triton.Config({"BLOCK": 64}),
+}
+_RAW = {
+    "fwd_o": K.fwd_o_kernel, "fwd_uv": K.fwd_uv_kernel, "gin_o": K.gin_o_kernel,
+    "gin_uv": K.gin_uv_kernel, "gw_o": K.gw_o_kernel, "gw_uv": K.gw_uv_kernel,
+    "col2im": K.col2im_kernel,
+}
+_SHAPE_KEY = ["C", "H", "W", "O", "Ho", "Wo", "Cg", "Og", "KH", "KW"]
+_KEYS = {
+    "fwd_o": _SHAPE_KEY, "fwd_uv": _SHAPE_KEY, "gin_o": _SHAPE_KEY, "gin_uv": _SHAPE_KEY,
+    "gw_o": _SHAPE_KEY + ["N", "S"], "gw_uv": _SHAPE_KEY + ["N", "S"],
+}
+_TUNED = {}
+if not INTERPRET:
+    for _name, _buckets in _TUNE.items():
+        # The atomic grad_input kernels accumulate into dx: zero it between trials.
+        _reset = ["dx_ptr"] if _name.startswith("gin") else None
+        for _b, _configs in enumerate(_buckets):
+            _TUNED[_name, _b] = triton.autotune(configs=_configs, key=_KEYS[_name], reset_to_zero=_reset)(_RAW[_name])
+
+
+def _bucket(TP: int) -> int:
+    return 0 if TP <= 16 else (1 if TP <= 32 else 2)
+
+
+def _launch(name, grid, args, consts, fixed):
+    """Run kernel `name`: autotuned on a GPU, else with its fixed/interpreter config."""
+    wrap = torch.library.wrap_triton
+    bucket = _bucket(consts.get("TP", 16))
+    if not INTERPRET and not fixed and (name, bucket) in _TUNED:
+        wrap(_TUNED[name, bucket])[grid](*args, **consts)
+        return
+    cfg = _INTERP[name] if INTERPRET else _FIXED[name][bucket]
+    meta = dict(consts)
+    meta.update(cfg.kwargs)
+    wrap(_RAW[name])[grid(meta)](*args, **meta, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _taps_padded(T: int) -> int:
+    return max(16, triton.next_power_of_2(T))
+
+
+def use_tap_mode(Og: int, T: int) -> bool:
+    """Tap mode when it wastes fewer tanh evaluations than padding Og to 16 would."""
+    if force_mode is not None:
+        if force_mode not in ("o", "uv"):
+            raise ValueError(f"force_mode must be None, 'o' or 'uv', got {force_mode!r}")
+        return force_mode == "uv"
+    tap_waste = _taps_padded(T) / T
+    channel_waste = triton.cdiv(Og, 16) * 16 / Og
+    return tap_waste < channel_waste
+
+
+def _check(input: Tensor, what: str) -> None:
+    if input.dtype == torch.float64:
+        raise TypeError(
+            f"adaptive_conv2d {what}: the Triton backend does not support float64; "
+            "use backend='native' or backend='reference' for float64 tensors"
+        )
+    if input.dtype not in _SUPPORTED:
+        raise TypeError(f"adaptive_conv2d {what}: the Triton backend supports float32, float16 and "
+                        f"bfloat16, got {input.dtype}")
+    dev = input.device.type
+    if dev == "cuda" or (dev == "cpu" and INTERPRET) or dev == "meta":
+        return
+    if dev == "cpu":
+        raise RuntimeError(
+            "adaptive_conv2d: the Triton kernels run on CUDA tensors, and on CPU tensors only "
+            "under the Triton interpreter: set TRITON_INTERPRET=1 before anything imports triton "
+            "(the kernels of this process were built for the GPU)"
+        )
+    raise RuntimeError(f"adaptive_conv2d: the Triton backend has no support for {dev} tensors")
+
+
+def _geometry(input, weight, stride, padding, dilation, groups):
+    N, C, H, W = input.shape
+    O, Cg, KH, KW = weight.shape[:4]
+    Ho = (H + 2 * padding[0] - dilation[0] * (KH - 1) - 1) // stride[0] + 1
+    Wo = (W + 2 * padding[1] - dilation[1] * (KW - 1) - 1) // stride[1] + 1
+    return N, C, H, W, O, Cg, O // groups, KH, KW, Ho, Wo
+
+
+def _capability(device: torch.device):
+    if INTERPRET or device.type != "cuda":
+        return None
+    return torch.cuda.get_device_capability(device)
+
+
+def _numerics(dtype: torch.dtype, device: torch.device, backward: bool = False):
+    """(LOW_DOT, PREC, PREC_B, FAST_TANH) for a dtype under the current switches."""
+    low = dtype in (torch.float16, torch.bfloat16)
+    cc = _capability(device)
+    nvidia = cc is not None and torch.version.hip is None
+    if low:
+        # sigma = X Q^T takes 16-bit operands exactly; products with the float32 dsigma
+        # go through TF32 (fp32 range, a 16-bit-like mantissa: within 16-bit tolerances).
+        # The interpreter gets float32 operands (its bfloat16 dot is wrong), and so do
+        # GPUs without bfloat16 tensor cores.
+        low_dot = cc is not None and (dtype == torch.float16 or cc >= (8, 0))
+        prec = prec_b = "tf32"
+    else:
+        low_dot = False
+        prec = prec_b = "tf32" if allow_tf32 else "ieee"
+    mode = str(fast_tanh)
+    if low:
+        fast = mode != "0"
+    else:
+        fast = mode == "1" and not backward
+    # tanh.approx.f32 is PTX for sm_75 and newer.
+    fast = fast and nvidia and cc >= (7, 5)
+    return low_dot, prec, prec_b, fast
+
+
+def _split_count(blocks: int, items: int, per_split_bytes: int, device: torch.device) -> int:
+    """How many ways to split the grad_weight reduction: enough programs to fill the GPU,
+    within the workspace budget. Depends only on the shape and the device."""
+    if INTERPRET:
+        return max(1, min(2, items))  # exercise the split path cheaply
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    want = triton.cdiv(4 * sms, max(1, blocks))
+    cap = max(1, workspace_bytes // max(1, per_split_bytes))
+    return int(max(1, min(want, items, cap, _GRID_Y_MAX)))
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def _forward(
+    input: Tensor,
+    weight: Tensor,
+    kernel_bias: Optional[Tensor],
+    bias: Optional[Tensor],
+    stride: List[int],
+    padding: List[int],
+    dilation: List[int],
+    groups: int,
+) -> Tensor:
+    _check(input, "forward")
+    N, C, H, W, O, Cg, Og, KH, KW, Ho, Wo = _geometry(input, weight, stride, padding, dilation, groups)
+    y = torch.empty((N, O, Ho, Wo), dtype=input.dtype, device=input.device)
+    if y.numel() == 0:
+        return y
+    x = input.contiguous()
+    w = weight.contiguous()
+    kb = kernel_bias.contiguous() if kernel_bias is not None else w  # dummy pointer when absent
+    b = bias.contiguous() if bias is not None else w
+    T = KH * KW
+    low_dot, prec, _, fast = _numerics(input.dtype, input.device)
+    consts = dict(KH=KH, KW=KW, TP=_taps_padded(T), HAS_KB=kernel_bias is not None,
+                  HAS_BIAS=bias is not None, LOW_DOT=low_dot, PREC=prec, FAST_TANH=fast)
+    args = [x, w, kb, b, y, C, H, W, O, Ho, Wo, Cg, Og, stride[0], stride[1], padding[0],
+            padding[1], dilation[0], dilation[1]]
+    fixed = torch.are_deterministic_algorithms_enabled()
+    L = Ho * Wo
+    if use_tap_mode(Og, T):
+        if O > _GRID_Y_MAX:
+            raise ValueError(f"adaptive_conv2d (triton): too many output channels ({O})")
+        _launch("fwd_uv", lambda m: (N * triton.cdiv(L, m["BLOCK_P"]), O), args, consts, fixed)
+    else:
+        _launch("fwd_o", lambda m: (N * triton.cdiv(L, m["BLOCK_P"]), groups * triton.cdiv(Og, m["BLOCK_O"])),
+                args, consts, fixed)
+    return y
+
+
+def _backward(
+    grad_output: Tensor,
+    input: Tensor,
+    weight: Tensor,
+    kernel_bias: Optional[Tensor],
+    stride: List[int],
+    padding: List[int],
+    dilation: List[int],
+    groups: int,
+    output_mask: List[bool],
+) -> Tuple[Tensor, Tensor, Tensor]:
+    _check(input, "backward")
+    N, C, H, W, O, Cg, Og, KH, KW, Ho, Wo = _geometry(input, weight, stride, padding, dilation, groups)
+    dtype, device = input.dtype, input.device
+    T, L = KH * KW, Ho * Wo
+    go = grad_output.contiguous()
+    x = input.contiguous()
+    w = weight.contiguous()
+    kb = kernel_bias.contiguous() if kernel_bias is not None else w
+    low_dot, prec, prec_b, fast = _numerics(dtype, device, backward=True)
+    consts = dict(KH=KH, KW=KW, TP=_taps_padded(T), HAS_KB=kernel_bias is not None,
+                  LOW_DOT=low_dot, PREC=prec, PREC_B=prec_b, FAST_TANH=fast)
+    conv = [stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1]]
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    tap_mode = use_tap_mode(Og, T)
+    # Masked-off gradients: distinct empty tensors (custom-op outputs may not alias).
+    grad_input = input.new_empty((0,))
+    if output_mask[0]:
+        if x.numel() == 0 or O == 0:
+            grad_input = torch.zeros(x.shape, dtype=dtype, device=device)
+        else:
+            if C > _GRID_Y_MAX:
+                raise ValueError(f"adaptive_conv2d (triton): too many input channels ({C})")
+            grad_input = _grad_input(go, x, w, kb, consts, conv, tap_mode, deterministic,
+                                     N, C, H, W, O, Cg, Og, KH, KW, Ho, Wo)
+
+    grad_weight, grad_kernel_bias = weight.new_empty((0,)), weight.new_empty((0,))
+    if output_mask[1]:
+        if N * L == 0 or w.numel() == 0:
+            grad_weight = torch.zeros(w.shape, dtype=dtype, device=device)
+            grad_kernel_bias = torch.zeros((O, Cg, KH, KW), dtype=dtype, device=device)
+        else:
+            blocks = O * Cg if tap_mode else O * Cg * T // 16
+            S = _split_count(blocks, N * triton.cdiv(L, 64), O * Cg * T * (T + 1) * 4, device)
+            wsw = torch.empty((S, O, Cg, T, T), dtype=torch.float32, device=device)
+            wsb = torch.empty((S, O, Cg, T), dtype=torch.float32, device=device)
+            args = [go, x, w, kb, wsw, wsb, N, C, H, W, O, Ho, Wo, Cg, Og, S] + conv
+            if tap_mode:
+                _launch("gw_uv", lambda m: (O * Cg, S), args, consts, deterministic)
+            else:
+                _launch("gw_o", lambda m: (groups * triton.cdiv(Og, m["BLOCK_O"]) * Cg * T, S),
+                        args, consts, deterministic)
+            # Fixed-order reduction of the S partial sums.
+            grad_weight = wsw.sum(0).to(dtype).reshape(w.shape)
+            grad_kernel_bias = wsb.sum(0).to(dtype).reshape(O, Cg, KH, KW)
+    return grad_input, grad_weight, grad_kernel_bias
+
+
+def _grad_input(go, x, w, kb, consts, conv, tap_mode, deterministic, N, C, H, W, O, Cg, Og, KH, KW, Ho, Wo):
+    T, L = KH * KW, Ho * Wo
+    name = "gin_uv" if tap_mode else "gin_o"
+    consts = dict(consts, DETERMINISTIC=deterministic)
+    if not deterministic:
+        dx = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        args = [go, x, w, kb, dx, dx, 0, C, H, W, O, Ho, Wo, Cg, Og] + conv
+        _launch(name, lambda m: (N * triton.cdiv(L, m["BLOCK_P"]), C), args, consts, False)
+        return dx if x.dtype == torch.float32 else dx.to(x.dtype)
+    # Deterministic: patch gradients into a column buffer, then a gathering col2im, a
+    # chunk of images at a time to bound the buffer.
+    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    per_image = C * T * L * 4
+    chunk = int(max(1, min(N, workspace_bytes // max(1, per_image))))
+    cols = torch.empty((chunk, C, T, L), dtype=torch.float32, device=x.device)
+    for n0 in range(0, N, chunk):
+        nb = min(chunk, N - n0)
+        args = [go, x, w, kb, dx, cols, n0, C, H, W, O, Ho, Wo, Cg, Og] + conv
+        _launch(name, lambda m: (nb * triton.cdiv(L, m["BLOCK_P"]), C), args, consts, True)
+        _launch("col2im", lambda m: (nb * C, triton.cdiv(H * W, m["BLOCK"])),
+                [cols, dx, n0, C, H, W, Ho, Wo] + conv, dict(KH=KH, KW=KW), True)
+    return dx
+
+
+# --------------------------------------------------------------------------- registration
+
+_register = torch.library.custom_op if INTERPRET else torch.library.triton_op
+# Under the interpreter the op stays opaque to torch.compile (the interpreted kernels
+# cannot run on fake or functional tensors); on a GPU triton_op lets it see the kernels.
+
+_forward_op = _register("adaptive_conv_ext::triton_forward", mutates_args=())(_forward)
+_backward_op = _register("adaptive_conv_ext::triton_backward", mutates_args=())(_backward)
+
+
+@_forward_op.register_fake
+def _forward_fake(input, weight, kernel_bias, bias, stride, padding, dilation, groups):
+    _check(input, "forward")
+    N, C, H, W, O, Cg, Og, KH, KW, Ho, Wo = _geometry(input, weight, stride, padding, dilation, groups)
+    return input.new_empty((N, O, Ho, Wo))
+
+
+@_backward_op.register_fake
+def _backward_fake(grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, output_mask):
+    _check(input, "backward")
+    grad_input = input.new_empty(input.shape if output_mask[0] else (0,))
+    grad_weight = weight.new_empty(weight.shape if output_mask[1] else (0,))
+    grad_kernel_bias = weight.new_empty(weight.shape[:4] if output_mask[1] else (0,))
+    return grad_input, grad_weight, grad_kernel_bias
+
+
+forward = torch.ops.adaptive_conv_ext.triton_forward.default
+backward = torch.ops.adaptive_conv_ext.triton_backward.default
+
+__all__ = ["forward", "backward", "allow_tf32", "fast_tanh", "force_mode", "use_tap_mode", "INTERPRET"]

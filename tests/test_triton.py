@@ -1,0 +1,749 @@
+"""Tests of the Triton backend (adaptive_conv_ext/triton).
+
+Without a GPU the kernels run under the Triton interpreter. TRITON_INTERPRET has to be
+set before triton is imported, and other tests of this pytest process may already have
+imported it, so the interpreter cases run in worker subprocesses of this very file
+(``python tests/test_triton.py --worker NAME``), started once per module and in
+parallel; each test then checks its case's numbers. Other workers check, without the
+interpreter, that the kernels compile for sm_80/sm_90 (Triton's bundled ptxas needs no
+GPU) and that CPU tensors get a clear error. GPU tests run in this process and skip
+without CUDA.
+
+Errors are SPEC section 2's ||out - ref|| / ||ref|| against the reference computed in
+float64 on the upcast inputs.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+TOL = {"float32": 1e-6, "float16": 5e-3, "bfloat16": 2e-2}
+TOL_FAST = 1e-3  # float32 through TF32 or the approximate tanh (SPEC section 2)
+OUTPUTS = ("y", "grad_input", "grad_weight", "grad_kernel_bias", "grad_bias")
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def make_inputs(N, C, H, W, O, k, groups, dtype, device="cpu", kb=True, bias=True, seed=0):
+    """Inputs whose sigma is O(1): tanh is neither linear nor saturated everywhere."""
+    g = torch.Generator().manual_seed(seed)
+    kH, kW = k
+    x = torch.randn(N, C, H, W, generator=g, dtype=torch.float64)
+    w = torch.randn(O, C // groups, kH, kW, kH, kW, generator=g, dtype=torch.float64)
+    w *= 1.5 / (kH * kW) ** 0.5  # each sigma sums kH*kW taps of one channel
+    beta = 0.5 * torch.randn(O, C // groups, kH, kW, generator=g, dtype=torch.float64) if kb else None
+    b = torch.randn(O, generator=g, dtype=torch.float64) if bias else None
+    cast = lambda t: None if t is None else t.to(device=device, dtype=dtype)
+    return cast(x), cast(w), cast(beta), cast(b)
+
+
+def rel_err(out, ref):
+    out = out.detach().double().cpu()
+    ref = ref.detach().double().cpu()
+    assert out.shape == ref.shape, (out.shape, ref.shape)
+    den = ref.norm().item()
+    num = (out - ref).norm().item()
+    return num / den if den > 0 else num
+
+
+def forward_backward(x, w, kb, b, conv, backend, grad_out_seed=1, **ref_kwargs):
+    """y and the gradients of every given tensor, with a fixed random grad_output."""
+    from adaptive_conv_ext import adaptive_conv2d
+    from adaptive_conv_ext.reference import adaptive_conv2d_reference
+
+    leaves = [t.detach().clone().requires_grad_() if t is not None else None for t in (x, w, kb, b)]
+    if backend == "reference64":
+        leaves = [t.detach().double().requires_grad_() if t is not None else None for t in leaves]
+        y = adaptive_conv2d_reference(*leaves, *conv, **ref_kwargs)
+    else:
+        y = adaptive_conv2d(*leaves, *conv, backend=backend)
+    g = torch.Generator().manual_seed(grad_out_seed)
+    go = torch.randn(y.shape, generator=g, dtype=torch.float64).to(device=y.device, dtype=x.dtype)
+    live = [t for t in leaves if t is not None]
+    grads = torch.autograd.grad(y, live, go.to(y.dtype)) if y.numel() else [torch.zeros_like(t) for t in live]
+    it = iter(grads)
+    out = {"y": y.detach()}
+    for name, t in zip(("grad_input", "grad_weight", "grad_kernel_bias", "grad_bias"), leaves):
+        if t is not None:
+            out[name] = next(it)
+    return out
+
+
+def compare(out, ref):
+    return {k: rel_err(out[k], ref[k]) for k in ref}
+
+
+# --------------------------------------------------------------------------- interpreter cases
+# (id, N, C, H, W, O, (kH, kW), stride, padding, dilation, groups, kernel_bias, bias)
+
+GEOMETRIES = [
+    ("basic", 2, 2, 5, 5, 3, (3, 3), 1, 1, 1, 1, True, True),
+    ("stride2", 1, 3, 7, 6, 2, (3, 3), 2, 1, 1, 1, True, True),
+    ("dilation_rect", 1, 2, 7, 8, 2, (2, 3), (1, 2), (2, 1), (2, 1), 1, True, True),
+    ("groups", 1, 4, 5, 4, 4, (3, 3), 1, 1, 1, 2, True, True),
+    ("depthwise", 1, 3, 5, 5, 3, (3, 3), 1, 1, 1, 3, True, False),
+    ("one_by_one", 2, 3, 4, 4, 2, (1, 1), 1, 0, 1, 1, True, True),
+    ("rect_1x3_stride3", 1, 2, 4, 9, 2, (1, 3), (1, 3), (0, 1), 1, 1, True, True),
+    ("no_biases", 1, 2, 5, 5, 2, (3, 3), 1, 1, 1, 1, False, False),
+    ("channel_tiles", 1, 1, 4, 5, 18, (2, 2), 1, 0, 1, 1, True, True),
+    ("batch0", 0, 2, 4, 4, 2, (3, 3), 1, 1, 1, 1, True, True),
+]
+
+# (case id, geometry id, dtype, mode, deterministic)
+CASES = []
+for _geo in GEOMETRIES:
+    for _mode in ("o", "uv"):
+        CASES.append((f"{_geo[0]}-float32-{_mode}", _geo[0], "float32", _mode, False))
+for _geo_id, _mode in (("groups", "o"), ("stride2", "uv"), ("channel_tiles", "o")):
+    for _dt in ("float16", "bfloat16"):
+        CASES.append((f"{_geo_id}-{_dt}-{_mode}", _geo_id, _dt, _mode, False))
+for _geo_id, _mode in (("basic", "o"), ("dilation_rect", "uv"), ("groups", "uv"), ("stride2", "o")):
+    CASES.append((f"{_geo_id}-float32-{_mode}-deterministic", _geo_id, "float32", _mode, True))
+CASES.append(("basic-float16-uv-deterministic", "basic", "float16", "uv", True))
+
+MISC = ["output_mask", "nan_propagation", "torch_compile", "unbatched", "tanh_accuracy", "float64_error",
+        "gpu_launch_path"]
+
+
+def _run_case(case):
+    from adaptive_conv_ext.triton import ops
+
+    cid, geo_id, dtype_name, mode, det = case
+    geo = {g[0]: g for g in GEOMETRIES}[geo_id]
+    _, N, C, H, W, O, k, stride, padding, dilation, groups, has_kb, has_b = geo
+    dtype = getattr(torch, dtype_name)
+    x, w, kb, b = make_inputs(N, C, H, W, O, k, groups, dtype, kb=has_kb, bias=has_b)
+    conv = (stride, padding, dilation, groups)
+    ref = forward_backward(x, w, kb, b, conv, "reference64")
+    ops.force_mode = mode
+    result = {}
+    if det:
+        # Deterministic mode also NaN-fills torch.empty (fill_uninitialized_memory):
+        # every output element must have been written. A 1-byte budget makes the
+        # grad_input column buffer go one image at a time.
+        ops.workspace_bytes = 1
+        torch.use_deterministic_algorithms(True)
+        try:
+            first = forward_backward(x, w, kb, b, conv, "triton")
+            second = forward_backward(x, w, kb, b, conv, "triton")
+        finally:
+            torch.use_deterministic_algorithms(False)
+            ops.workspace_bytes = 256 << 20
+        result["repeatable"] = all(torch.equal(first[k], second[k]) for k in first)
+        out = first
+    else:
+        out = forward_backward(x, w, kb, b, conv, "triton")
+    result["finite"] = all(bool(torch.isfinite(v).all()) for v in out.values())
+    result["dtypes_ok"] = all(v.dtype == dtype for v in out.values())
+    result["errors"] = compare(out, ref)
+    return result
+
+
+def _misc(name):
+    from adaptive_conv_ext import adaptive_conv2d
+    from adaptive_conv_ext.triton import ops
+
+    res = {}
+    if name == "output_mask":
+        # Direct op calls: masked-off gradients are empty; grad_kernel_bias is computed
+        # even without a kernel_bias (it is the gradient at beta = 0).
+        x, w, _, _ = make_inputs(2, 2, 5, 5, 3, (3, 3), 1, torch.float32, kb=False, bias=False)
+        conv = ([1, 1], [1, 1], [1, 1], 1)
+        zero_kb = torch.zeros(3, 2, 3, 3)
+        ref = forward_backward(x, w, zero_kb, None, conv, "reference64")
+        go = torch.randn(ref["y"].shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).float()
+        for mode in ("o", "uv"):
+            ops.force_mode = mode
+            gi, gw, gkb = ops.backward(go, x, w, None, *conv, [False, True])
+            res[f"{mode}_mask_w_shapes"] = [list(gi.shape), list(gw.shape), list(gkb.shape)]
+            res[f"{mode}_grad_weight"] = rel_err(gw, ref["grad_weight"])
+            res[f"{mode}_grad_kernel_bias"] = rel_err(gkb, ref["grad_kernel_bias"])
+            gi, gw, gkb = ops.backward(go, x, w, None, *conv, [True, False])
+            res[f"{mode}_mask_in_shapes"] = [list(gi.shape), list(gw.shape), list(gkb.shape)]
+            res[f"{mode}_grad_input"] = rel_err(gi, ref["grad_input"])
+            y = ops.forward(x, w, None, None, *conv)
+            res[f"{mode}_y"] = rel_err(y, ref["y"])
+    elif name == "nan_propagation":
+        # NaN reaches exactly the outputs it reaches in the reference.
+        x, w, kb, b = make_inputs(1, 2, 6, 6, 2, (3, 3), 1, torch.float32)
+        x[0, 1, 2, 4] = float("nan")
+        conv = (1, 1, 1, 1)
+        ref = forward_backward(x, w, kb, b, conv, "reference64")
+        for mode in ("o", "uv"):
+            ops.force_mode = mode
+            out = forward_backward(x, w, kb, b, conv, "triton")
+            res[mode] = {k: bool(torch.equal(torch.isnan(out[k]), torch.isnan(ref[k]))) for k in ref}
+            res[mode + "_some_nan"] = bool(torch.isnan(out["y"]).any())
+            fin = ~torch.isnan(ref["y"])
+            res[mode + "_finite_part"] = rel_err(out["y"][fin], ref["y"][fin])
+    elif name == "torch_compile":
+        ops.force_mode = None
+        x, w, kb, b = make_inputs(1, 2, 5, 5, 2, (3, 3), 1, torch.float32)
+        conv = (1, 1, 1, 1)
+        eager = forward_backward(x, w, kb, b, conv, "triton")
+
+        def f(x, w, kb, b):
+            return adaptive_conv2d(x, w, kb, b, 1, 1, 1, 1, backend="triton")
+
+        for dynamic in (False, True):
+            torch._dynamo.reset()
+            compiled = torch.compile(f, backend="aot_eager", fullgraph=True, dynamic=dynamic)
+            leaves = [t.clone().requires_grad_() for t in (x, w, kb, b)]
+            y = compiled(*leaves)
+            go = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).float()
+            grads = torch.autograd.grad(y, leaves, go)
+            out = dict(zip(OUTPUTS, [y.detach(), *grads]))
+            res[f"errors_vs_eager_dynamic_{dynamic}"] = compare(out, eager)
+    elif name == "unbatched":
+        ops.force_mode = None
+        x, w, kb, b = make_inputs(1, 2, 5, 5, 2, (3, 3), 1, torch.float32)
+        x = x[0]
+        ref = forward_backward(x, w, kb, b, (2, 1, 1, 1), "reference64")
+        out = forward_backward(x, w, kb, b, (2, 1, 1, 1), "triton")
+        res["errors"] = compare(out, ref)
+    elif name == "tanh_accuracy":
+        # The kernels' own tanh (no libdevice under the interpreter) on a dense grid.
+        import triton
+        import triton.language as tl
+        from adaptive_conv_ext.triton import kernels
+
+        global _K  # the interpreter resolves names in the kernel's module globals
+        _K = kernels
+
+        @triton.jit
+        def tanh_kernel(x_ptr, t_ptr, d_ptr, n, BLOCK: tl.constexpr):
+            offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+            m = offs < n
+            t, d = _K._tanh_d(tl.load(x_ptr + offs, mask=m, other=0.0), False)
+            tl.store(t_ptr + offs, t, mask=m)
+            tl.store(d_ptr + offs, d, mask=m)
+
+        xs = torch.cat([torch.linspace(-12, 12, 20001), torch.logspace(-8, 1.5, 2000),
+                        -torch.logspace(-8, 1.5, 2000), torch.tensor([0.0, 0.125, -0.125, 100.0, -100.0])])
+        xs = torch.cat([xs, torch.tensor([float("inf"), -float("inf"), float("nan")])]).float()
+        t = torch.empty_like(xs)
+        d = torch.empty_like(xs)
+        tanh_kernel[(triton.cdiv(xs.numel(), 1024),)](xs, t, d, xs.numel(), BLOCK=1024)
+        fin = torch.isfinite(xs)
+        ref_t = torch.tanh(xs[fin].double())
+        ref_d = torch.cosh(xs[fin].double()) ** -2
+        res["max_abs_t"] = (t[fin].double() - ref_t).abs().max().item()
+        res["max_rel_t"] = ((t[fin].double() - ref_t).abs() / ref_t.abs().clamp_min(1e-30)).max().item()
+        res["max_rel_d"] = ((d[fin].double() - ref_d).abs() / ref_d.clamp_min(1e-30)).max().item()
+        res["specials"] = [t[-3].item(), t[-2].item(), str(t[-1].item()), d[-3].item()]
+    elif name == "gpu_launch_path":
+        # ops' GPU-side launching, run by the interpreter: the autotuned kernels (GPU
+        # tile configs, reset_to_zero of the atomic grad_input buffer between trials)
+        # and the fixed configs of deterministic mode, for each padded-tap bucket.
+        import triton
+
+        def bench(fn, quantiles=None, **_):
+            t0 = time.perf_counter()
+            fn()
+            ms = (time.perf_counter() - t0) * 1e3
+            return [ms, ms, ms] if quantiles else ms
+
+        saved = {k: getattr(ops, k) for k in ("INTERPRET", "_check", "_split_count")}
+        saved_tuned = dict(ops._TUNED)
+        try:
+            ops.INTERPRET = False
+            ops._check = lambda *a: None  # it would refuse CPU tensors outside the interpreter
+            ops._split_count = lambda blocks, items, per_split, device: max(1, min(3, items))
+            for key in [(n, b) for n in ops._TUNE for b in range(3)]:
+                reset = ["dx_ptr"] if key[0].startswith("gin") else None
+                configs = ops._TUNE[key[0]][key[1]][:2]  # two trials are enough to test resetting
+                ops._TUNED[key] = triton.autotune(configs=configs, key=ops._KEYS[key[0]],
+                                                  reset_to_zero=reset, do_bench=bench)(ops._RAW[key[0]])
+            for geo, mode in (((1, 2, 7, 7, 20, (3, 3), 1, 1, 1, 1), "o"),
+                              ((2, 1, 7, 6, 2, (5, 5), 1, 2, 1, 1), "uv")):
+                N, C, H, W, O, k, stride, padding, dilation, groups = geo
+                ops.force_mode = mode
+                x, w, kb, b = make_inputs(N, C, H, W, O, k, groups, torch.float32)
+                conv = (stride, padding, dilation, groups)
+                ref = forward_backward(x, w, kb, b, conv, "reference64")
+                for det in (False, True):
+                    torch.use_deterministic_algorithms(det)
+                    try:
+                        out = forward_backward(x, w, kb, b, conv, "triton")
+                    finally:
+                        torch.use_deterministic_algorithms(False)
+                    res[f"{mode}_k{k[0]}_det{int(det)}"] = compare(out, ref)
+        finally:
+            for k, v in saved.items():
+                setattr(ops, k, v)
+            ops._TUNED.clear()
+            ops._TUNED.update(saved_tuned)
+    elif name == "float64_error":
+        x, w, kb, b = make_inputs(1, 1, 4, 4, 1, (3, 3), 1, torch.float64)
+        try:
+            adaptive_conv2d(x, w, kb, b, backend="triton")
+            res["raised"] = None
+        except TypeError as exc:
+            res["raised"] = str(exc)
+    return res
+
+
+def _cost(job):
+    """Rough interpreter cost: channel mode launches kH*kW times more dots."""
+    kind, item = job
+    if kind == "misc":
+        return 6.0
+    geo = {g[0]: g for g in GEOMETRIES}[item[1]]
+    T = geo[6][0] * geo[6][1]
+    return (1.0 + (T if item[3] == "o" else 1)) * (2 if item[4] else 1)
+
+
+def _split_jobs(n_workers):
+    """Greedy longest-first assignment of every job to one of the interpreter workers."""
+    jobs = [("case", c) for c in CASES] + [("misc", m) for m in MISC]
+    loads = [0.0] * n_workers
+    parts = [[] for _ in range(n_workers)]
+    for job in sorted(jobs, key=_cost, reverse=True):
+        i = loads.index(min(loads))
+        loads[i] += _cost(job)
+        parts[i].append(job)
+    return parts
+
+
+INTERP_WORKERS = ("interp_a", "interp_b")
+
+
+def _worker_interp(which):
+    # The interpreter's int32 overflow sanitizer makes every integer op several times
+    # slower; these shapes are tiny, so it is switched off for speed.
+    try:
+        import dataclasses
+
+        import triton.runtime.interpreter as interp
+
+        interp.interpreter_builder.options = dataclasses.replace(
+            interp.interpreter_builder.options, sanitize_overflow=False)
+    except Exception:  # noqa: BLE001 (an internal detail of the interpreter; only speed)
+        pass
+    results = {}
+    for kind, job in _split_jobs(len(INTERP_WORKERS))[INTERP_WORKERS.index(which)]:
+        key = job[0] if kind == "case" else "misc:" + job
+        t0 = time.time()
+        try:
+            results[key] = _run_case(job) if kind == "case" else _misc(job)
+        except Exception as exc:  # noqa: BLE001 (reported to the test)
+            import traceback
+
+            results[key] = {"exception": f"{exc!r}\n{traceback.format_exc()}"}
+        results[key]["seconds"] = round(time.time() - t0, 2)
+    return results
+
+
+def _aot_jobs(full):
+    """(kernel, constexprs, pointer dtypes, arch, num_warps) to compile.
+
+    The default set (about 20 compiles) covers every kernel in float32 (exact) and
+    bfloat16 (fast tanh) on sm_90, the 16-bit channel/tap kernels on sm_80 (mma.sync
+    instead of wgmma), and 7x7 taps. ADAPTIVE_CONV_AOT_FULL=1 compiles every autotune
+    config of every kernel for float32, float32+TF32+fast tanh, float16 and bfloat16,
+    four kernel sizes and both architectures (hundreds of compiles).
+    """
+    from adaptive_conv_ext.triton import kernels as K
+    from adaptive_conv_ext.triton import ops
+
+    names = ("fwd_o", "fwd_uv", "gin_o", "gin_uv", "gw_o", "gw_uv")
+    if full:
+        plan = [(arch, v, k, names) for arch in (80, 90)
+                for v in (("fp32", "ieee", False), ("fp32", "tf32", True), ("fp16", "tf32", True),
+                          ("bf16", "tf32", True))
+                for k in ((3, 3), (7, 7), (5, 5), (1, 3))]
+    else:
+        plan = [(90, ("fp32", "ieee", False), (3, 3), names),
+                (90, ("bf16", "tf32", True), (3, 3), names),
+                (80, ("fp16", "tf32", True), (3, 3), ("fwd_o", "fwd_uv", "gin_o")),
+                (90, ("bf16", "tf32", True), (7, 7), ("fwd_uv", "gin_uv", "gw_uv"))]
+    jobs = []
+    for arch, (dt, prec, fast), (kh, kw), kernels in plan:
+        base = dict(KH=kh, KW=kw, TP=max(16, 1 << (kh * kw - 1).bit_length()), HAS_KB=True,
+                    LOW_DOT=dt != "fp32", PREC=prec, FAST_TANH=fast)
+        bw = dict(base, PREC_B=prec)
+        io = {p: dt for p in ("x_ptr", "w_ptr", "kb_ptr", "b_ptr", "y_ptr", "go_ptr")}
+        consts = {"fwd_o": dict(base, HAS_BIAS=True), "fwd_uv": dict(base, HAS_BIAS=True),
+                  "gin_o": dict(bw, DETERMINISTIC=False), "gin_uv": dict(bw, DETERMINISTIC=True),
+                  "gw_o": bw, "gw_uv": bw}
+        bucket = ops._bucket(base["TP"])
+        for name in kernels:
+            for cfg in (ops._TUNE[name][bucket] if full else [ops._FIXED[name][bucket]]):
+                jobs.append((ops._RAW[name], dict(consts[name], **cfg.kwargs), io, arch, cfg.num_warps))
+    jobs.append((K.col2im_kernel, dict(KH=3, KW=3, BLOCK=512), {"dx_ptr": "bf16"}, 90, 4))
+    return jobs
+
+
+def _worker_aot(full=False):
+    """Compile every kernel for sm_80 and sm_90 down to cubin (no GPU needed)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    results = {"compiled": 0, "failures": []}
+    for fn, consts, io, arch, warps in _aot_jobs(full):
+        sig = {}
+        for name in fn.arg_names:
+            if name in consts:
+                sig[name] = "constexpr"
+            elif name.endswith("_ptr"):
+                sig[name] = "*" + io.get(name, "fp32")
+            else:
+                sig[name] = "i32"
+        try:
+            kernel = triton.compile(ASTSource(fn, sig, constexprs=consts),
+                                    target=GPUTarget("cuda", arch, 32), options={"num_warps": warps})
+            assert "cubin" in kernel.asm
+            results["compiled"] += 1
+        except Exception as exc:  # noqa: BLE001 (reported to the test)
+            results["failures"].append(f"{fn.__name__} sm_{arch} {consts}: {exc!r}"[:2000])
+    return results
+
+
+def _worker_host():
+    """Without the interpreter: CPU tensors get clear errors, float64 a TypeError."""
+    from adaptive_conv_ext import BackendUnavailableError, adaptive_conv2d, available_backends
+
+    res = {}
+    x, w, kb, b = make_inputs(1, 1, 4, 4, 1, (3, 3), 1, torch.float32)
+    try:
+        adaptive_conv2d(x, w, kb, b, backend="triton")
+        res["dispatch_error"] = None
+    except BackendUnavailableError as exc:
+        res["dispatch_error"] = str(exc)
+    res["available"] = available_backends("cpu")["triton"]
+    from adaptive_conv_ext.triton import ops
+
+    for name, args in (("op_cpu_error", (x, w, kb, b)), ("op_float64_error", [t.double() for t in (x, w, kb, b)])):
+        try:
+            ops.forward(*args, [1, 1], [0, 0], [1, 1], 1)
+            res[name] = None
+        except (RuntimeError, TypeError) as exc:
+            res[name] = f"{type(exc).__name__}: {exc}"
+    return res
+
+
+WORKERS = {
+    "interp_a": True,  # name: runs under TRITON_INTERPRET=1
+    "interp_b": True,
+    "aot": False,
+    "host": False,
+}
+
+
+# --------------------------------------------------------------------------- worker plumbing
+
+
+class _Workers:
+    """Starts every worker subprocess at once; each test waits for the one it needs."""
+
+    def __init__(self):
+        import adaptive_conv_ext
+
+        pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(adaptive_conv_ext.__file__)))
+        self.procs = {}
+        for name, interpret in WORKERS.items():
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join([pkg_root] + [p for p in [env.get("PYTHONPATH")] if p])
+            env.pop("TRITON_INTERPRET", None)
+            if interpret:
+                env["TRITON_INTERPRET"] = "1"
+            env.setdefault("OMP_NUM_THREADS", "1")  # the workers run side by side
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--worker", name],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            )
+        self.results = {}
+
+    def get(self, name, timeout=900):
+        if name not in self.results:
+            proc = self.procs[name]
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                pytest.fail(f"worker {name} timed out; stderr:\n{err[-5000:]}")
+            lines = [l for l in out.splitlines() if l.startswith("RESULT ")]
+            if proc.returncode != 0 or not lines:
+                pytest.fail(f"worker {name} failed (rc {proc.returncode}); stderr:\n{err[-8000:]}")
+            self.results[name] = json.loads(lines[-1][len("RESULT "):])
+        return self.results[name]
+
+    def close(self):
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
+def _triton_installed():
+    try:
+        import importlib.util
+
+        return importlib.util.find_spec("triton") is not None
+    except Exception:  # noqa: BLE001
+        return False
+
+
+needs_triton = pytest.mark.skipif(not _triton_installed(), reason="triton is not installed")
+
+
+@pytest.fixture(scope="module")
+def workers():
+    if not _triton_installed():
+        pytest.skip("triton is not installed")
+    w = _Workers()
+    yield w
+    w.close()
+
+
+def _interp_result(workers, key):
+    for name in INTERP_WORKERS:
+        res = workers.get(name)
+        if key in res:
+            r = res[key]
+            if "exception" in r:
+                pytest.fail(r["exception"])
+            return r
+    pytest.fail(f"no interpreter result for {key}")
+
+
+# --------------------------------------------------------------------------- interpreter tests
+
+
+@needs_triton
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_interpreter_case(workers, case):
+    cid, geo_id, dtype_name, mode, det = case
+    r = _interp_result(workers, cid)
+    tol = TOL[dtype_name]
+    bad = {k: v for k, v in r["errors"].items() if not v <= tol}
+    assert not bad, f"relative errors above {tol}: {bad} (all: {r['errors']})"
+    assert r["finite"], "non-finite values in the outputs (unwritten elements?)"
+    assert r["dtypes_ok"]
+    if det:
+        assert r["repeatable"], "deterministic mode is not bitwise repeatable"
+
+
+@needs_triton
+def test_interpreter_output_mask(workers):
+    r = _interp_result(workers, "misc:output_mask")
+    for mode in ("o", "uv"):
+        assert r[f"{mode}_mask_w_shapes"] == [[0], [3, 2, 3, 3, 3, 3], [3, 2, 3, 3]]
+        assert r[f"{mode}_mask_in_shapes"] == [[2, 2, 5, 5], [0], [0]]
+        for k in ("grad_weight", "grad_kernel_bias", "grad_input", "y"):
+            assert r[f"{mode}_{k}"] <= TOL["float32"], (mode, k, r)
+
+
+@needs_triton
+def test_interpreter_nan_propagation(workers):
+    r = _interp_result(workers, "misc:nan_propagation")
+    for mode in ("o", "uv"):
+        assert r[mode + "_some_nan"]
+        assert all(r[mode].values()), f"NaN pattern differs from the reference: {r[mode]}"
+        assert r[mode + "_finite_part"] <= TOL["float32"]
+
+
+@needs_triton
+def test_interpreter_torch_compile(workers):
+    r = _interp_result(workers, "misc:torch_compile")
+    for dynamic in (False, True):
+        assert all(v <= 1e-6 for v in r[f"errors_vs_eager_dynamic_{dynamic}"].values()), r
+
+
+@needs_triton
+def test_interpreter_unbatched(workers):
+    r = _interp_result(workers, "misc:unbatched")
+    assert all(v <= TOL["float32"] for v in r["errors"].values()), r
+
+
+@needs_triton
+def test_interpreter_tanh_accuracy(workers):
+    r = _interp_result(workers, "misc:tanh_accuracy")
+    assert r["max_abs_t"] < 2e-7, r
+    assert r["max_rel_t"] < 2e-6, r
+    assert r["max_rel_d"] < 2e-5, r
+    assert r["specials"][:2] == [1.0, -1.0] and r["specials"][2] == "nan" and r["specials"][3] == 0.0, r
+
+
+@needs_triton
+def test_interpreter_gpu_launch_path(workers):
+    r = _interp_result(workers, "misc:gpu_launch_path")
+    runs = {k: v for k, v in r.items() if k != "seconds"}
+    assert len(runs) == 4, r
+    for run, errors in runs.items():
+        assert all(v <= TOL["float32"] for v in errors.values()), (run, errors)
+
+
+@needs_triton
+def test_float64_is_a_clear_type_error(workers):
+    r = _interp_result(workers, "misc:float64_error")
+    assert r["raised"] and "float64" in r["raised"] and "native" in r["raised"] and "reference" in r["raised"]
+
+
+@needs_triton
+def test_cpu_without_interpreter_is_a_clear_error(workers):
+    r = workers.get("host")
+    assert r["dispatch_error"] and "TRITON_INTERPRET" in r["dispatch_error"], r
+    assert r["available"] and "TRITON_INTERPRET" in r["available"], r
+    assert r["op_cpu_error"].startswith("RuntimeError") and "TRITON_INTERPRET" in r["op_cpu_error"], r
+    assert r["op_float64_error"].startswith("TypeError"), r
+
+
+@needs_triton
+def test_kernels_compile_for_gpus(workers):
+    r = workers.get("aot")
+    assert not r["failures"], "\n".join(r["failures"])
+    assert r["compiled"] > 0
+
+
+# --------------------------------------------------------------------------- GPU tests
+
+SPEC_SHAPES = [  # name, N, C, O, H=W, k, pad, groups; N_ref: images compared with the reference
+    ("lenet-mnist", 256, 1, 6, 28, 5, 2, 1, 8),
+    ("resnet-stem", 128, 3, 16, 32, 3, 1, 1, 4),
+    ("mid-64", 32, 64, 64, 56, 3, 1, 1, 2),
+    ("depthwise-256", 32, 256, 256, 56, 3, 1, 256, 2),
+    ("depthwise-k7", 32, 128, 128, 28, 7, 3, 128, 2),
+]
+
+
+def _gpu_ops():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    if not _triton_installed():
+        pytest.skip("triton is not installed")
+    from adaptive_conv_ext.triton import ops
+
+    if ops.INTERPRET:
+        pytest.skip("this process runs Triton under the interpreter")
+    return ops
+
+
+def _ref_chunk(O, groups):
+    return max(1, min(O // groups, 8))
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float16", "bfloat16"])
+@pytest.mark.parametrize("shape", SPEC_SHAPES, ids=[s[0] for s in SPEC_SHAPES])
+def test_gpu_spec_shapes_match_reference(shape, dtype_name):
+    """SPEC section 3 shapes with N_ref images, forward and every gradient."""
+    _gpu_ops()
+    name, _, C, O, HW, k, pad, groups, n_ref = shape
+    dtype = getattr(torch, dtype_name)
+    x, w, kb, b = make_inputs(n_ref, C, HW, HW, O, (k, k), groups, dtype, device="cuda")
+    conv = (1, pad, 1, groups)
+    ref = forward_backward(x, w, kb, b, conv, "reference64", out_channel_chunk=_ref_chunk(O, groups))
+    out = forward_backward(x, w, kb, b, conv, "triton")
+    errors = compare(out, ref)
+    tol = TOL[dtype_name]
+    assert all(v <= tol for v in errors.values()), errors
+
+
+@pytest.mark.parametrize("shape", SPEC_SHAPES, ids=[s[0] for s in SPEC_SHAPES])
+def test_gpu_spec_shapes_full_batch(shape):
+    """The full SPEC batch: every output written (poisoned), y and grad_input of the
+    first images equal the reference on those images (they depend on nothing else)."""
+    _gpu_ops()
+    name, N, C, O, HW, k, pad, groups, n_ref = shape
+    x, w, kb, b = make_inputs(N, C, HW, HW, O, (k, k), groups, torch.float32, device="cuda")
+    conv = (1, pad, 1, groups)
+    torch.use_deterministic_algorithms(True)  # NaN-fills torch.empty: catches unwritten outputs
+    try:
+        out = forward_backward(x, w, kb, b, conv, "triton")
+        again = forward_backward(x, w, kb, b, conv, "triton")
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert all(bool(torch.isfinite(v).all()) for v in out.values())
+    assert all(torch.equal(out[k], again[k]) for k in out), "deterministic mode is not repeatable"
+    fast = forward_backward(x, w, kb, b, conv, "triton")  # the atomic grad_input path
+    assert rel_err(fast["grad_input"], out["grad_input"]) <= 1e-6
+    assert rel_err(fast["grad_weight"], out["grad_weight"]) <= 1e-6
+    xs = x[:2]
+    ref = forward_backward(xs, w, kb, b, conv, "reference64", out_channel_chunk=_ref_chunk(O, groups))
+    assert rel_err(out["y"][:2], ref["y"]) <= TOL["float32"]
+    # grad_output is drawn for the full batch: recompute the reference's grad_input with it.
+    from adaptive_conv_ext.reference import adaptive_conv2d_reference
+
+    leaf = xs.double().requires_grad_()
+    y = adaptive_conv2d_reference(leaf, w.double(), kb.double(), b.double(), *conv,
+                                  out_channel_chunk=_ref_chunk(O, groups))
+    go = torch.randn(out["y"].shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    (gi,) = torch.autograd.grad(y, leaf, go[:2].to(device="cuda", dtype=torch.float32).double())
+    assert rel_err(out["grad_input"][:2], gi) <= TOL["float32"]
+
+
+@pytest.mark.parametrize("flag", ["tf32", "fast_tanh"])
+def test_gpu_float32_fast_modes(flag, monkeypatch):
+    ops = _gpu_ops()
+    if flag == "tf32":
+        monkeypatch.setattr(ops, "allow_tf32", True)
+    else:
+        monkeypatch.setattr(ops, "fast_tanh", "1")
+    x, w, kb, b = make_inputs(4, 16, 20, 20, 32, (3, 3), 1, torch.float32, device="cuda")
+    ref = forward_backward(x, w, kb, b, (1, 1, 1, 1), "reference64")
+    out = forward_backward(x, w, kb, b, (1, 1, 1, 1), "triton")
+    errors = compare(out, ref)
+    assert all(v <= TOL_FAST for v in errors.values()), errors
+
+
+@pytest.mark.parametrize("mode", ["o", "uv"])
+def test_gpu_geometries(mode, monkeypatch):
+    ops = _gpu_ops()
+    monkeypatch.setattr(ops, "force_mode", mode)
+    for geo in GEOMETRIES:
+        _, N, C, H, W, O, k, stride, padding, dilation, groups, has_kb, has_b = geo
+        x, w, kb, b = make_inputs(N, C, H, W, O, k, groups, torch.float32, device="cuda", kb=has_kb, bias=has_b)
+        conv = (stride, padding, dilation, groups)
+        errors = compare(forward_backward(x, w, kb, b, conv, "triton"),
+                         forward_backward(x, w, kb, b, conv, "reference64"))
+        assert all(v <= TOL["float32"] for v in errors.values()), (geo, errors)
+
+
+def test_gpu_torch_compile():
+    _gpu_ops()
+    from adaptive_conv_ext import adaptive_conv2d
+
+    x, w, kb, b = make_inputs(2, 8, 12, 12, 16, (3, 3), 1, torch.float32, device="cuda")
+    eager = forward_backward(x, w, kb, b, (1, 1, 1, 1), "triton")
+    compiled = torch.compile(lambda *t: adaptive_conv2d(*t, 1, 1, 1, 1, backend="triton"), fullgraph=True)
+    leaves = [t.clone().requires_grad_() for t in (x, w, kb, b)]
+    y = compiled(*leaves)
+    go = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(y)
+    grads = torch.autograd.grad(y, leaves, go)
+    errors = compare(dict(zip(OUTPUTS, [y, *grads])), eager)
+    assert all(v <= 1e-6 for v in errors.values()), errors
+
+
+def test_gpu_auto_uses_triton_without_native_cuda():
+    _gpu_ops()
+    from adaptive_conv_ext import _backends
+
+    if _backends.native_unavailable_reason(torch.device("cuda")) is None:
+        pytest.skip("the native CUDA build is present, so auto picks it")
+    assert _backends.resolve("auto", torch.device("cuda")) == "triton"
+
+
+# --------------------------------------------------------------------------- worker entry
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        name = sys.argv[2]
+        if name.startswith("interp"):
+            result = _worker_interp(name)
+        elif name == "aot":
+            result = _worker_aot(full=os.environ.get("ADAPTIVE_CONV_AOT_FULL") == "1")
+        elif name == "host":
+            result = _worker_host()
+        else:
+            raise SystemExit(f"unknown worker {name}")
+        print("RESULT " + json.dumps(result))
+    else:
+        raise SystemExit("usage: python tests/test_triton.py --worker NAME (pytest runs the tests)")
