@@ -47,8 +47,9 @@ def problem(cfg, dtype=torch.float64, seed=0):
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
 def test_native_matches_reference(name, dtype):
+    # float16/bfloat16 inputs are computed in float32 and rounded at the end.
     cfg = CONFIGS[name]
     x, w, kb, b = problem(cfg, dtype)
     x64, w64, kb64, b64 = (t.double() for t in (x, w, kb, b))
@@ -127,21 +128,6 @@ def test_paper_generator_layout():
             assert gen_b[k * v + u] == beta[u, v]
     q2, beta2 = ace.paper.weight_from_generator(gen_w, gen_b)
     assert torch.equal(q2, q) and torch.equal(beta2, beta)
-
-
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_native_low_precision_inputs(dtype):
-    cfg = CONFIGS["basic"]
-    x, w, kb, b = problem(cfg, dtype)
-    x64, w64, kb64, b64 = (t.double() for t in (x, w, kb, b))
-    y_ref, _ = run("reference", x64, w64, kb64, b64, cfg)
-    gy = torch.randn(y_ref.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
-    y_ref, g_ref = run("reference", x64, w64, kb64, b64, cfg, gy)
-    y, grads = run("native", x, w, kb, b, cfg, gy)
-    assert y.dtype == dtype
-    assert rel_err(y, y_ref) < TOLERANCE[dtype]
-    for got, want in zip(grads, g_ref):
-        assert got.dtype == dtype and rel_err(got, want) < TOLERANCE[dtype]
 
 
 def _opcheck_args(requires_grad=False):
