@@ -1,0 +1,148 @@
+// CUDA kernels for adaptive_conv2d: the torch-free interface.
+//
+// Everything here is plain C++/CUDA (no torch headers) so that nvcc can compile
+// the kernels on its own and the torch binding (adaptive_conv2d_cuda.cpp, built
+// by the host compiler) can call them through explicit template instantiations.
+//
+// Use: plan_forward/plan_backward pick tiles, shared-memory sizes, workspace
+// sizes and the index width for one call on the current device; the caller
+// allocates what the plan asks for and calls launch_forward/launch_backward
+// with the matching <scalar_t, index_t> (index_t = int64_t iff plan.use_int64).
+// Definitions: adaptive_conv2d_kernels_impl.cuh (kernels, launchers) and
+// adaptive_conv2d_kernels.cu (planner), instantiated one dtype per .cu file.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "../adaptive_conv2d_shape.h"
+
+namespace adaptive_conv_ext {
+namespace cuda {
+
+enum class DType { kFloat32, kFloat64, kFloat16, kBFloat16 };
+
+// Accumulation type: float for float32/float16/bfloat16, double for float64.
+template <typename scalar_t>
+struct AccType {
+  using type = float;
+};
+template <>
+struct AccType<double> {
+  using type = double;
+};
+
+// A block of output pixels (one pixel per thread) and the input box, halo
+// included, that its patches read: bh x bw input rows x columns.
+struct TileGeom {
+  int toh = 1, tow = 1;  // output tile height, width (toh * tow <= threads)
+  int bh = 1, bw = 1;    // input box height, width
+  int64_t tiles_h = 1, tiles_w = 1;
+};
+
+struct ForwardPlan {
+  TileGeom tile;
+  int oct = 1;            // output channels per block
+  int cch = 1;            // input channels staged per shared-memory round
+  int tt = 1;             // kernel elements (u,v) staged per round (== taps unless the kernel is huge)
+  bool static_taps = false;  // compile-time kernel size (3x3, 5x5, 7x7) kernel is used
+  bool use_int64 = false;
+  int smem_bytes = 0;
+  int64_t off_beta = 0, off_box = 0, off_y = 0;  // shared-memory carve-up, in accumulator elements
+};
+
+// How grad_input leaves a block (reasoning in adaptive_conv2d_kernels_impl.cuh).
+enum class DxMode : int {
+  kStore = 0,   // one tile covers the whole image: plain stores into a zeroed buffer
+  kAtomic = 1,  // atomicAdd into a zeroed buffer (non-deterministic order across tiles)
+  kWorkspace = 2,  // per-tile boxes into a workspace, summed in fixed order by a gather kernel
+};
+// How the weight / kernel_bias gradients leave a block.
+enum class DwMode : int {
+  kStore = 0,      // one split: every entry written once, plain stores
+  kAtomic = 1,     // double atomicAdd into a zeroed buffer
+  kWorkspace = 2,  // per-split partials, reduced in fixed order by a second kernel
+};
+
+struct BackwardPlan {
+  bool need_input = false, need_weight = false, deterministic = false;
+  bool use_int64 = false;
+
+  // grad_input kernel
+  TileGeom xtile;
+  int x_oq = 1, x_tt = 1;
+  bool x_static = false;
+  int x_smem = 0;
+  int64_t x_off_beta = 0, x_off_box = 0, x_off_dbox = 0, x_off_dxt = 0, x_off_dxp = 0;
+  DxMode dx_mode = DxMode::kAtomic;
+  bool dx_zero_init = false;     // caller must zero the grad_input accumulator
+  int64_t dx_ws_elems = 0;       // accumulator-typed workspace (kWorkspace)
+
+  // grad_weight / grad_kernel_bias kernel
+  TileGeom wtile;
+  int w_oq = 1, w_tt = 1, w_aw = 8, w_ncg = 1, w_jobs = 1, w_ks = 1, w_rs = 1;
+  bool w_static = false;
+  int w_smem = 0;
+  int64_t w_off_beta = 0, w_off_box = 0, w_off_xcol = 0, w_off_ds = 0;  // part[] aliases xcol
+  int64_t w_splits = 1;
+  DwMode dw_mode = DwMode::kStore;
+  bool dw_zero_init = false;     // caller must zero the (double) weight accumulators
+  int64_t dw_ws_elems = 0, dkb_ws_elems = 0;  // double workspaces (kWorkspace)
+};
+
+// Return false (and a reason) when the problem cannot be run by these kernels
+// (a dilated kernel extent so large that not even a 1x1 tile fits in shared memory).
+bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, std::string* why);
+bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
+                   bool deterministic, BackwardPlan* plan, std::string* why);
+
+// Forward: output (N, O, Ho, Wo) contiguous, every element written.
+template <typename scalar_t, typename index_t>
+cudaError_t launch_forward(const AdaptiveConvShape& s, const ForwardPlan& plan,
+                           const scalar_t* input, const scalar_t* weight,
+                           const scalar_t* kernel_bias,  // may be null
+                           const scalar_t* bias,         // may be null
+                           scalar_t* output, cudaStream_t stream);
+
+template <typename scalar_t>
+struct BackwardBuffers {
+  using acc_t = typename AccType<scalar_t>::type;
+  const scalar_t* grad_output = nullptr;  // (N, O, Ho, Wo) contiguous
+  const scalar_t* input = nullptr;
+  const scalar_t* weight = nullptr;
+  const scalar_t* kernel_bias = nullptr;  // may be null
+  acc_t* grad_input = nullptr;    // (N, C, H, W) accumulator; zeroed iff plan.dx_zero_init
+  double* grad_weight = nullptr;  // weight-shaped double accumulator; zeroed iff plan.dw_zero_init
+  double* grad_kernel_bias = nullptr;  // (O, C/g, kH, kW) double accumulator; same rule
+  acc_t* dx_workspace = nullptr;  // plan.dx_ws_elems
+  double* dw_workspace = nullptr;   // plan.dw_ws_elems
+  double* dkb_workspace = nullptr;  // plan.dkb_ws_elems
+};
+
+template <typename scalar_t, typename index_t>
+cudaError_t launch_backward(const AdaptiveConvShape& s, const BackwardPlan& plan,
+                            const BackwardBuffers<scalar_t>& buf, cudaStream_t stream);
+
+#define ADAPTIVE_CONV_DECLARE(scalar_t, index_t)                                              \
+  extern template cudaError_t launch_forward<scalar_t, index_t>(                              \
+      const AdaptiveConvShape&, const ForwardPlan&, const scalar_t*, const scalar_t*,         \
+      const scalar_t*, const scalar_t*, scalar_t*, cudaStream_t);                             \
+  extern template cudaError_t launch_backward<scalar_t, index_t>(                             \
+      const AdaptiveConvShape&, const BackwardPlan&, const BackwardBuffers<scalar_t>&,        \
+      cudaStream_t);
+ADAPTIVE_CONV_DECLARE(float, int32_t)
+ADAPTIVE_CONV_DECLARE(float, int64_t)
+ADAPTIVE_CONV_DECLARE(double, int32_t)
+ADAPTIVE_CONV_DECLARE(double, int64_t)
+ADAPTIVE_CONV_DECLARE(__half, int32_t)
+ADAPTIVE_CONV_DECLARE(__half, int64_t)
+ADAPTIVE_CONV_DECLARE(__nv_bfloat16, int32_t)
+ADAPTIVE_CONV_DECLARE(__nv_bfloat16, int64_t)
+#undef ADAPTIVE_CONV_DECLARE
+
+}  // namespace cuda
+}  // namespace adaptive_conv_ext

@@ -1,0 +1,555 @@
+// Runs the CUDA kernels of adaptive_conv2d on the CPU, for machines without a GPU.
+//
+// The kernel source (../adaptive_conv2d_kernels_impl.cuh and the planner) is compiled as
+// plain C++: every CUDA thread of a block is a std::thread, __syncthreads is a real
+// barrier, dynamic shared memory is one buffer poisoned with NaN before each launch,
+// outputs the plan does not zero are poisoned too. Results are compared with a direct
+// float64 evaluation of the SPEC formulas on the (rounded) inputs, at the SPEC
+// tolerances; deterministic mode is run twice and compared bit for bit.
+//
+// It checks indexing, tiling, shared-memory layout, the planner and the numerics, not
+// GPU-specific behaviour (warp scheduling, the tanh.approx path of 16-bit types, which
+// uses exact tanhf here, real atomics contention). Build with -fsanitize=thread to have
+// a missing barrier reported as a data race.
+//
+//   g++ -std=c++20 -O1 -g -pthread -Wno-subobject-linkage -I/usr/local/cuda/include -Icsrc
+//       csrc/ops/cuda/testing/emulate_kernels.cpp -o /tmp/emulate && /tmp/emulate [quick]
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+// --- CUDA language, host side ----------------------------------------------------------
+#undef __global__
+#undef __device__
+#undef __shared__
+#define __global__
+#define __device__
+#define __shared__
+#define __launch_bounds__(...)
+
+namespace emu {
+struct Dim3 {
+  unsigned x = 0, y = 0, z = 0;
+};
+thread_local Dim3 t_thread, t_block;
+Dim3 g_grid, g_blockdim;
+
+class Barrier {
+ public:
+  explicit Barrier(int n) : n_(n) {}
+  void wait() {
+    std::unique_lock<std::mutex> lk(m_);
+    const unsigned long gen = gen_;
+    if (++count_ == n_) {
+      count_ = 0;
+      ++gen_;
+      cv_.notify_all();
+    } else {
+      cv_.wait(lk, [&] { return gen_ != gen; });
+    }
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  int n_, count_ = 0;
+  unsigned long gen_ = 0;
+};
+Barrier* g_barrier = nullptr;
+inline void syncthreads() { g_barrier->wait(); }
+
+constexpr size_t kSmemBytes = 256 * 1024;
+int g_sms = 132;
+int g_optin = 227 * 1024;
+long long g_launches = 0;
+}  // namespace emu
+
+#define threadIdx (::emu::t_thread)
+#define blockIdx (::emu::t_block)
+#define gridDim (::emu::g_grid)
+#define blockDim (::emu::g_blockdim)
+#define __syncthreads() ::emu::syncthreads()
+
+using std::max;
+using std::min;
+
+template <typename T>
+T __ldg(const T* p) {
+  return *p;
+}
+inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
+inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
+
+template <typename T, typename U>
+T atomic_add_impl(T* p, T v) {
+  U old = __atomic_load_n(reinterpret_cast<U*>(p), __ATOMIC_RELAXED);
+  for (;;) {
+    T f;
+    std::memcpy(&f, &old, sizeof(T));
+    const T nf = f + v;
+    U nu;
+    std::memcpy(&nu, &nf, sizeof(T));
+    if (__atomic_compare_exchange_n(reinterpret_cast<U*>(p), &old, nu, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED)) {
+      return f;
+    }
+  }
+}
+inline float atomicAdd(float* p, float v) { return atomic_add_impl<float, unsigned>(p, v); }
+inline double atomicAdd(double* p, double v) { return atomic_add_impl<double, unsigned long long>(p, v); }
+
+namespace emu {
+void launch(unsigned grid, int block, int smem, const std::function<void()>& body);
+}
+#define ADAPTIVE_CONV_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::emu::launch((grid), (block), (smem), [&]() { kernel(__VA_ARGS__); })
+
+// --- the code under test ---------------------------------------------------------------
+#include "ops/cuda/adaptive_conv2d_kernels.cu"  // planner + float32 instantiation
+
+namespace adaptive_conv_ext {
+namespace cuda {
+template cudaError_t launch_forward<double, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
+                                                     const double*, const double*, const double*,
+                                                     const double*, double*, cudaStream_t);
+template cudaError_t launch_forward<double, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
+                                                     const double*, const double*, const double*,
+                                                     const double*, double*, cudaStream_t);
+template cudaError_t launch_backward<double, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
+                                                      const BackwardBuffers<double>&, cudaStream_t);
+template cudaError_t launch_backward<double, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
+                                                      const BackwardBuffers<double>&, cudaStream_t);
+template cudaError_t launch_forward<__half, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
+                                                     const __half*, const __half*, const __half*,
+                                                     const __half*, __half*, cudaStream_t);
+template cudaError_t launch_backward<__half, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
+                                                      const BackwardBuffers<__half>&, cudaStream_t);
+template cudaError_t launch_forward<__nv_bfloat16, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
+                                                            const __nv_bfloat16*, const __nv_bfloat16*,
+                                                            const __nv_bfloat16*, const __nv_bfloat16*,
+                                                            __nv_bfloat16*, cudaStream_t);
+template cudaError_t launch_backward<__nv_bfloat16, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
+                                                             const BackwardBuffers<__nv_bfloat16>&,
+                                                             cudaStream_t);
+template cudaError_t launch_forward<__half, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
+                                                     const __half*, const __half*, const __half*,
+                                                     const __half*, __half*, cudaStream_t);
+template cudaError_t launch_backward<__half, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
+                                                      const BackwardBuffers<__half>&, cudaStream_t);
+template cudaError_t launch_forward<__nv_bfloat16, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
+                                                            const __nv_bfloat16*, const __nv_bfloat16*,
+                                                            const __nv_bfloat16*, const __nv_bfloat16*,
+                                                            __nv_bfloat16*, cudaStream_t);
+template cudaError_t launch_backward<__nv_bfloat16, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
+                                                             const BackwardBuffers<__nv_bfloat16>&,
+                                                             cudaStream_t);
+namespace {
+alignas(16) unsigned char smem_raw[emu::kSmemBytes];  // the kernels' extern __shared__ buffer
+}
+}  // namespace cuda
+}  // namespace adaptive_conv_ext
+
+// --- CUDA runtime, host side -----------------------------------------------------------
+extern "C" {
+cudaError_t CUDARTAPI cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int) {
+  if (attr == cudaDevAttrMultiProcessorCount) {
+    *value = emu::g_sms;
+  } else if (attr == cudaDevAttrMaxSharedMemoryPerBlockOptin) {
+    *value = emu::g_optin;
+  } else {
+    return cudaErrorInvalidValue;
+  }
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaFuncSetAttribute(const void*, enum cudaFuncAttribute attr, int value) {
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value > emu::g_optin) return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+cudaError_t CUDARTAPI cudaGetLastError(void) { return cudaSuccess; }
+const char* CUDARTAPI cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
+}
+
+namespace emu {
+void launch(unsigned grid, int block, int smem, const std::function<void()>& body) {
+  if (smem > g_optin || static_cast<size_t>(smem) > kSmemBytes) {
+    std::fprintf(stderr, "launch asks for %d bytes of shared memory (limit %d)\n", smem, g_optin);
+    std::exit(2);
+  }
+  ++g_launches;
+  std::memset(adaptive_conv_ext::cuda::smem_raw, 0xff, kSmemBytes);  // NaN everywhere
+  g_grid = Dim3{grid, 1, 1};
+  g_blockdim = Dim3{static_cast<unsigned>(block), 1, 1};
+  Barrier barrier(block);
+  g_barrier = &barrier;
+  std::vector<std::thread> threads;
+  threads.reserve(block);
+  for (int t = 0; t < block; ++t) {
+    threads.emplace_back([&, t] {
+      t_thread = Dim3{static_cast<unsigned>(t), 0, 0};
+      for (unsigned b = 0; b < grid; ++b) {
+        t_block = Dim3{b, 0, 0};
+        body();
+        barrier.wait();  // the next block reuses the shared memory
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  g_barrier = nullptr;
+}
+}  // namespace emu
+
+// --- reference (SPEC section 1, float64, direct loops) ---------------------------------
+using adaptive_conv_ext::AdaptiveConvShape;
+namespace cu = adaptive_conv_ext::cuda;
+
+struct Problem {
+  AdaptiveConvShape s;
+  std::vector<double> x, w, kb, b, go;  // kb/b empty when absent
+};
+
+struct Grads {
+  std::vector<double> y, dx, dw, dkb;
+};
+
+double tap(const Problem& p, int n, int c, int i, int j, int a) {
+  const auto& s = p.s;
+  const int ah = a / s.kW, aw = a % s.kW;
+  const int64_t ih = i * s.sH - s.pH + ah * s.dH, iw = j * s.sW - s.pW + aw * s.dW;
+  if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) return 0.0;
+  return p.x[((n * s.C + c) * s.H + ih) * s.W + iw];
+}
+
+Grads reference(const Problem& p) {
+  const auto& s = p.s;
+  const int T = s.kH * s.kW, Cg = s.C / s.groups, Og = s.O / s.groups;
+  Grads r;
+  r.y.assign(s.N * s.O * s.Ho * s.Wo, 0.0);
+  r.dx.assign(p.x.size(), 0.0);
+  r.dw.assign(p.w.size(), 0.0);
+  r.dkb.assign(s.O * Cg * T, 0.0);
+  std::vector<double> X(T);
+  for (int n = 0; n < s.N; ++n)
+    for (int o = 0; o < s.O; ++o)
+      for (int i = 0; i < s.Ho; ++i)
+        for (int j = 0; j < s.Wo; ++j) {
+          const int64_t yi = ((n * s.O + o) * s.Ho + i) * s.Wo + j;
+          double y = p.b.empty() ? 0.0 : p.b[o];
+          const double g = p.go[yi];
+          for (int c = 0; c < Cg; ++c) {
+            const int ca = (o / Og) * Cg + c;
+            for (int a = 0; a < T; ++a) X[a] = tap(p, n, ca, i, j, a);
+            for (int t = 0; t < T; ++t) {
+              const int64_t row = ((int64_t(o) * Cg + c) * T + t);
+              double sg = p.kb.empty() ? 0.0 : p.kb[row];
+              for (int a = 0; a < T; ++a) sg += p.w[row * T + a] * X[a];
+              const double k = std::tanh(sg);
+              y += k * X[t];
+              const double ds = g * X[t] * (1 - k * k);
+              r.dkb[row] += ds;
+              for (int a = 0; a < T; ++a) r.dw[row * T + a] += ds * X[a];
+              // dX scattered back through the padding/stride/dilation map
+              auto add = [&](int a, double v) {
+                const int ah = a / s.kW, aw = a % s.kW;
+                const int64_t ih = i * s.sH - s.pH + ah * s.dH, iw = j * s.sW - s.pW + aw * s.dW;
+                if (ih < 0 || ih >= s.H || iw < 0 || iw >= s.W) return;
+                r.dx[((n * s.C + ca) * s.H + ih) * s.W + iw] += v;
+              };
+              add(t, g * k);
+              for (int a = 0; a < T; ++a) add(a, ds * p.w[row * T + a]);
+            }
+          }
+          r.y[yi] = y;
+        }
+  return r;
+}
+
+// --- running the CUDA path ---------------------------------------------------------------
+// Run the 64-bit-index kernels on small problems too (valid whenever the plan uses only
+// generic kernels, whose layouts do not depend on the index width).
+bool g_force_int64 = false;
+
+template <typename T>
+T from_double(double v);
+template <>
+float from_double<float>(double v) { return static_cast<float>(v); }
+template <>
+double from_double<double>(double v) { return v; }
+template <>
+__half from_double<__half>(double v) { return __float2half_rn(static_cast<float>(v)); }
+template <>
+__nv_bfloat16 from_double<__nv_bfloat16>(double v) { return __float2bfloat16_rn(static_cast<float>(v)); }
+double to_double(float v) { return v; }
+double to_double(double v) { return v; }
+double to_double(__half v) { return __half2float(v); }
+double to_double(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+std::vector<T> cast(const std::vector<double>& v) {
+  std::vector<T> o(v.size());
+  for (size_t i = 0; i < v.size(); ++i) o[i] = from_double<T>(v[i]);
+  return o;
+}
+template <typename T>
+void round_trip(std::vector<double>& v) {  // the reference sees what the kernels see
+  for (auto& e : v) e = to_double(from_double<T>(e));
+}
+
+template <typename T>
+cu::DType dtype_of();
+template <>
+cu::DType dtype_of<float>() { return cu::DType::kFloat32; }
+template <>
+cu::DType dtype_of<double>() { return cu::DType::kFloat64; }
+template <>
+cu::DType dtype_of<__half>() { return cu::DType::kFloat16; }
+template <>
+cu::DType dtype_of<__nv_bfloat16>() { return cu::DType::kBFloat16; }
+
+template <typename T>
+const char* name_of();
+template <>
+const char* name_of<float>() { return "f32"; }
+template <>
+const char* name_of<double>() { return "f64"; }
+template <>
+const char* name_of<__half>() { return "f16"; }
+template <>
+const char* name_of<__nv_bfloat16>() { return "bf16"; }
+
+template <typename A>
+std::vector<A> poisoned(size_t n, bool zero) {
+  return std::vector<A>(n, zero ? A(0) : A(std::nan("")));
+}
+
+template <typename T>
+Grads run_cuda(const Problem& p, bool det, std::string* plan_info) {
+  using acc_t = typename cu::AccType<T>::type;
+  const auto& s = p.s;
+  const auto x = cast<T>(p.x), w = cast<T>(p.w), kb = cast<T>(p.kb), b = cast<T>(p.b), go = cast<T>(p.go);
+  Grads r;
+  std::string why;
+  cu::ForwardPlan fp;
+  if (!cu::plan_forward(dtype_of<T>(), s, &fp, &why)) {
+    std::printf("plan_forward failed: %s\n", why.c_str());
+    std::exit(1);
+  }
+  if (g_force_int64 && !fp.static_taps) fp.use_int64 = true;
+  std::vector<T> y(s.N * s.O * s.Ho * s.Wo, from_double<T>(std::nan("")));
+  cudaError_t e;
+  if (fp.use_int64) {
+    e = cu::launch_forward<T, int64_t>(s, fp, x.data(), w.data(), kb.empty() ? nullptr : kb.data(),
+                                       b.empty() ? nullptr : b.data(), y.data(), nullptr);
+  } else {
+    e = cu::launch_forward<T, int32_t>(s, fp, x.data(), w.data(), kb.empty() ? nullptr : kb.data(),
+                                       b.empty() ? nullptr : b.data(), y.data(), nullptr);
+  }
+  if (e != cudaSuccess) {
+    std::printf("launch_forward failed\n");
+    std::exit(1);
+  }
+  for (auto v : y) r.y.push_back(to_double(v));
+
+  cu::BackwardPlan bp;
+  if (!cu::plan_backward(dtype_of<T>(), s, true, true, det, &bp, &why)) {
+    std::printf("plan_backward failed: %s\n", why.c_str());
+    std::exit(1);
+  }
+  if (g_force_int64 && !bp.x_static && !bp.w_static) bp.use_int64 = true;
+  const int64_t T_ = s.kH * s.kW, Cg = s.C / s.groups;
+  auto gi = poisoned<acc_t>(p.x.size(), bp.dx_zero_init);
+  auto gw = poisoned<double>(p.w.size(), bp.dw_zero_init);
+  auto gkb = poisoned<double>(s.O * Cg * T_, bp.dw_zero_init);
+  auto dxws = poisoned<acc_t>(bp.dx_ws_elems, false);
+  auto dwws = poisoned<double>(bp.dw_ws_elems, false);
+  auto dkbws = poisoned<double>(bp.dkb_ws_elems, false);
+  cu::BackwardBuffers<T> buf;
+  buf.grad_output = go.data();
+  buf.input = x.data();
+  buf.weight = w.data();
+  buf.kernel_bias = kb.empty() ? nullptr : kb.data();
+  buf.grad_input = gi.data();
+  buf.grad_weight = gw.data();
+  buf.grad_kernel_bias = gkb.data();
+  buf.dx_workspace = dxws.empty() ? nullptr : dxws.data();
+  buf.dw_workspace = dwws.empty() ? nullptr : dwws.data();
+  buf.dkb_workspace = dkbws.empty() ? nullptr : dkbws.data();
+  e = bp.use_int64 ? cu::launch_backward<T, int64_t>(s, bp, buf, nullptr)
+                   : cu::launch_backward<T, int32_t>(s, bp, buf, nullptr);
+  if (e != cudaSuccess) {
+    std::printf("launch_backward failed\n");
+    std::exit(1);
+  }
+  // What the binding does: round the accumulators to the input dtype.
+  for (auto v : gi) r.dx.push_back(to_double(from_double<T>(v)));
+  for (auto v : gw) r.dw.push_back(to_double(from_double<T>(v)));
+  for (auto v : gkb) r.dkb.push_back(to_double(from_double<T>(v)));
+
+  char info[512];
+  std::snprintf(info, sizeof info,
+                "fwd[tile %dx%d oct %d cch %d tt %d %s %dB] dx[tile %dx%d oq %d tt %d %s mode %d %dB] "
+                "dw[tile %dx%d oq %d tt %d aw %d ks %d splits %lld %s mode %d %dB]",
+                fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.tt, fp.static_taps ? "static" : "generic",
+                fp.smem_bytes, bp.xtile.toh, bp.xtile.tow, bp.x_oq, bp.x_tt, bp.x_static ? "static" : "generic",
+                static_cast<int>(bp.dx_mode), bp.x_smem, bp.wtile.toh, bp.wtile.tow, bp.w_oq, bp.w_tt, bp.w_aw,
+                bp.w_ks, static_cast<long long>(bp.w_splits), bp.w_static ? "static" : "generic",
+                static_cast<int>(bp.dw_mode), bp.w_smem);
+  *plan_info = info;
+  return r;
+}
+
+double rel_err(const std::vector<double>& a, const std::vector<double>& ref, bool* finite) {
+  double num = 0, den = 0;
+  *finite = true;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) *finite = false;
+    num += (a[i] - ref[i]) * (a[i] - ref[i]);
+    den += ref[i] * ref[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+struct Case {
+  int N, C, O, H, W, kH, kW, sH, sW, pH, pW, dH, dW, groups;
+  bool kb, bias;
+  int sms = 132, optin = 227 * 1024;
+  const char* note = "";
+};
+
+AdaptiveConvShape make_shape(const Case& c) {
+  AdaptiveConvShape s{};
+  s.N = c.N;
+  s.C = c.C;
+  s.H = c.H;
+  s.W = c.W;
+  s.O = c.O;
+  s.groups = c.groups;
+  s.kH = c.kH;
+  s.kW = c.kW;
+  s.sH = c.sH;
+  s.sW = c.sW;
+  s.pH = c.pH;
+  s.pW = c.pW;
+  s.dH = c.dH;
+  s.dW = c.dW;
+  s.Ho = (s.H + 2 * s.pH - s.dH * (s.kH - 1) - 1) / s.sH + 1;
+  s.Wo = (s.W + 2 * s.pW - s.dW * (s.kW - 1) - 1) / s.sW + 1;
+  return s;
+}
+
+int g_failures = 0;
+
+template <typename T>
+void check_case(const Case& c, bool det, double tol, unsigned seed) {
+  emu::g_sms = c.sms;
+  emu::g_optin = c.optin;
+  Problem p;
+  p.s = make_shape(c);
+  const auto& s = p.s;
+  const int T_ = c.kH * c.kW, Cg = c.C / c.groups;
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  auto fill = [&](std::vector<double>& v, size_t n, double scale) {
+    v.resize(n);
+    for (auto& e : v) e = nd(rng) * scale;
+  };
+  fill(p.x, s.N * s.C * s.H * s.W, 1.0);
+  fill(p.w, s.O * Cg * T_ * T_, 1.0 / std::sqrt(double(T_)));
+  if (c.kb) fill(p.kb, s.O * Cg * T_, 0.5);
+  if (c.bias) fill(p.b, s.O, 0.5);
+  fill(p.go, s.N * s.O * s.Ho * s.Wo, 1.0);
+  for (auto* v : {&p.x, &p.w, &p.kb, &p.b, &p.go}) round_trip<T>(*v);
+
+  std::string info;
+  const Grads got = run_cuda<T>(p, det, &info);
+  const Grads ref = reference(p);
+  bool ok = true;
+  char line[1024];
+  int off = std::snprintf(line, sizeof line, "%-5s%s N%d C%d O%d %dx%d k%dx%d s%d,%d p%d,%d d%d,%d g%d%s%s%s optin=%dK %s",
+                          name_of<T>(), g_force_int64 ? "/i64" : "", c.N, c.C, c.O, c.H, c.W, c.kH, c.kW, c.sH, c.sW, c.pH, c.pW, c.dH,
+                          c.dW, c.groups, c.kb ? " kb" : "", c.bias ? " bias" : "", det ? " det" : "",
+                          c.optin / 1024, c.note);
+  const char* names[] = {"y", "dx", "dw", "dkb"};
+  const std::vector<double>* gv[] = {&got.y, &got.dx, &got.dw, &got.dkb};
+  const std::vector<double>* rv[] = {&ref.y, &ref.dx, &ref.dw, &ref.dkb};
+  for (int k = 0; k < 4; ++k) {
+    bool finite;
+    const double err = rel_err(*gv[k], *rv[k], &finite);
+    const bool good = finite && err <= tol;
+    ok = ok && good;
+    off += std::snprintf(line + off, sizeof line - off, " %s=%.1e%s", names[k], err, finite ? "" : "(NaN!)");
+  }
+  if (det) {  // bitwise reproducibility of the gradients
+    std::string info2;
+    const Grads again = run_cuda<T>(p, det, &info2);
+    const bool same = std::memcmp(again.dx.data(), got.dx.data(), got.dx.size() * 8) == 0 &&
+                      std::memcmp(again.dw.data(), got.dw.data(), got.dw.size() * 8) == 0 &&
+                      std::memcmp(again.dkb.data(), got.dkb.data(), got.dkb.size() * 8) == 0;
+    ok = ok && same;
+    off += std::snprintf(line + off, sizeof line - off, " bitwise=%s", same ? "yes" : "NO");
+  }
+  std::printf("%s %s\n    %s\n", ok ? "ok  " : "FAIL", line, info.c_str());
+  std::fflush(stdout);
+  if (!ok) ++g_failures;
+}
+
+int main(int argc, char** argv) {
+  // Argument: nothing (all cases), "quick" (three float32/float64 cases) or a substring of a
+  // case's note (only those cases).
+  const std::string arg = argc > 1 ? argv[1] : "";
+  const bool quick = arg == "quick";
+  // N C O H W kH kW sH sW pH pW dH dW g kb bias [sms optin note]
+  std::vector<Case> cases = {
+      {2, 3, 5, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "3x3 one tile"},
+      {2, 2, 3, 40, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, false, 132, 227 * 1024, "3x3 many tiles"},
+      {1, 4, 6, 20, 18, 3, 3, 2, 1, 1, 0, 2, 1, 2, false, true, 132, 227 * 1024, "stride/dilation/groups"},
+      {2, 1, 6, 28, 28, 5, 5, 1, 1, 2, 2, 1, 1, 1, true, true, 132, 227 * 1024, "lenet-like"},
+      {1, 4, 4, 30, 12, 7, 7, 1, 1, 3, 3, 1, 1, 4, true, false, 132, 227 * 1024, "7x7 depthwise"},
+      {2, 3, 4, 11, 13, 2, 3, 1, 2, 0, 1, 1, 1, 1, true, true, 132, 227 * 1024, "rectangular 2x3 (generic)"},
+      {1, 2, 2, 12, 12, 4, 4, 2, 2, 1, 1, 1, 1, 1, false, false, 1, 227 * 1024, "even 4x4, one split"},
+      {2, 3, 3, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, true, 132, 227 * 1024, "1x1"},
+      {1, 2, 2, 37, 35, 3, 3, 9, 7, 2, 1, 1, 1, 1, true, false, 132, 48 * 1024, "large stride"},
+      // 99 KB: the smallest opt-in of an sm_80+ part (sm_86/89); float64 needs two 61x61 boxes.
+      {1, 1, 2, 40, 40, 3, 3, 1, 1, 30, 30, 30, 30, 1, true, false, 132, 99 * 1024, "huge dilation: tile shrinks"},
+      {1, 1, 1, 13, 13, 11, 11, 1, 1, 5, 5, 1, 1, 1, true, true, 132, 48 * 1024, "11x11 at 48K: row chunks"},
+      {1, 2, 3, 16, 16, 7, 7, 1, 1, 3, 3, 1, 1, 1, true, true, 132, 48 * 1024, "7x7 at 48K"},
+  };
+  if (quick) cases.resize(3);
+  if (!quick && !arg.empty()) {
+    std::vector<Case> sel;
+    for (const Case& c : cases) {
+      if (std::string(c.note).find(arg) != std::string::npos) sel.push_back(c);
+    }
+    cases = sel;
+  }
+  for (const Case& c : cases) {
+    check_case<float>(c, false, 1e-6, 1);
+    check_case<double>(c, false, 1e-12, 2);
+    if (!quick) {
+      g_force_int64 = true;  // float64 plans are all generic: the int64 kernels run
+      check_case<double>(c, true, 1e-12, 6);
+      g_force_int64 = false;
+      check_case<float>(c, true, 1e-6, 3);
+      check_case<__half>(c, false, 5e-3, 4);
+      check_case<__nv_bfloat16>(c, false, 2e-2, 5);
+    }
+  }
+  std::printf("%s: %d failure(s), %lld emulated launches\n", g_failures ? "FAILED" : "PASSED", g_failures,
+              emu::g_launches);
+  return g_failures ? 1 : 0;
+}
