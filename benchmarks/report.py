@@ -1,0 +1,121 @@
+"""The stdout table and the markdown table of a results dict (see suite.py)."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+
+def fmt_time(s: Optional[float]) -> str:
+    if s is None:
+        return "-"
+    ms = s * 1e3
+    return f"{ms:.3g}" if ms < 1000 else f"{ms:,.0f}"
+
+
+def fmt_ratio(r: Optional[float]) -> str:
+    return "-" if r is None else f"{r:.2f}x" if r < 10 else f"{r:.0f}x" if r < 1000 else f"{r:.2g}x"
+
+
+def fmt_mb(b: Optional[int]) -> str:
+    if b is None:
+        return "-"
+    mb = b / 2**20
+    return f"{mb:.2f}" if mb < 10 else f"{mb:.0f}" if mb < 1e4 else f"{mb:.3g}"
+
+
+def fmt_pct(p: Optional[float]) -> str:
+    return "-" if p is None else f"{p:.1f}%" if p >= 10 else f"{p:.2g}%"
+
+
+def _mem(r: dict, key: str) -> Optional[int]:
+    m = r.get("memory") or {}
+    return m.get(key) if m.get("status") == "ok" else None
+
+
+def note(r: dict, limit: int = 0) -> str:
+    if r["status"] != "ok":
+        text = f"{r['status']}: {r.get('reason', '')}".rstrip(": ")
+    else:
+        parts = []
+        if r.get("note"):
+            parts.append(r["note"])
+        m = r.get("memory") or {}
+        if m and m.get("status") != "ok":
+            parts.append(f"memory {m['status']}: {m.get('reason', '')}")
+        text = "; ".join(parts)
+    return text if not limit or len(text) <= limit else text[: limit - 3] + "..."
+
+
+def row(r: dict, gpu: bool) -> List[str]:
+    cells = [
+        r["label"],
+        fmt_time(r.get("fwd_s")),
+        fmt_ratio(r.get("ratio_fwd")),
+        fmt_time(r.get("fwdbwd_s")),
+        fmt_ratio(r.get("ratio_fwdbwd")),
+        fmt_mb(_mem(r, "fwd_bytes")),
+        fmt_mb(_mem(r, "fwdbwd_bytes")),
+        fmt_ratio(r.get("mem_ratio_fwdbwd")),
+        str(r.get("reps", "-")),
+        "-" if r.get("rel_err") is None else f"{r['rel_err']:.1e}",
+    ]
+    if gpu:
+        cells += [fmt_pct(r.get("pct_floor_fwd")), fmt_pct(r.get("pct_floor_fwdbwd"))]
+    return cells
+
+
+HEADER = ["implementation", "fwd ms", "fwd vs native", "fwd+bwd ms", "f+b vs native",
+          "peak MB fwd", "peak MB f+b", "mem vs native", "reps", "rel err"]
+GPU_HEADER = ["% floor fwd", "% floor f+b"]
+
+
+def case_title(case: dict) -> str:
+    s = case["shape"]
+    scaled = f" (SPEC N={case['N_spec']})" if case["N"] != case["N_spec"] else ""
+    load = ""
+    if case.get("loadavg_1min_start") is not None and case.get("loadavg_1min_end") is not None:
+        load = f"  (1-min load {case['loadavg_1min_start']:.1f} -> {case['loadavg_1min_end']:.1f})"
+    return (f"{case['name']}  N={case['N']}{scaled}  C={s['C']} O={s['O']} H=W={s['H']} k={s['k']} "
+            f"pad={s['pad']} groups={s['groups']}  {case['dtype']}{load}")
+
+
+def text_table(results: dict) -> str:
+    gpu = results["device"]["type"] == "cuda"
+    head = HEADER + (GPU_HEADER if gpu else []) + ["note"]
+    lines = []
+    for case in results["cases"]:
+        rows = [row(r, gpu) + [note(r, 90)] for r in case["results"]]
+        widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+        lines.append("")
+        lines.append(case_title(case))
+        if case.get("floor"):
+            f = case["floor"]
+            lines.append(f"  floor: fwd {fmt_time(f['fwd_s'])} ms ({f['fwd']['bound']}-bound), "
+                         f"fwd+bwd {fmt_time(f['fwdbwd_s'])} ms")
+        for cells in [head] + rows:
+            lines.append("  " + "  ".join(c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
+                                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
+    lines.append("")
+    lines.append("times: medians, ms; 'vs native': time (or peak memory) / native's, so >1 means native is "
+                 "faster (smaller); rel err: ||y - y_ref|| / ||y_ref|| of the forward vs the reference")
+    return "\n".join(lines)
+
+
+def markdown_table(results: dict) -> str:
+    """One table over all cases; long reasons go to numbered footnotes."""
+    gpu = results["device"]["type"] == "cuda"
+    head = ["case", "N"] + HEADER + (GPU_HEADER if gpu else []) + ["note"]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    footnotes: List[str] = []
+    for case in results["cases"]:
+        name = case["name"] + ("" if case["dtype"] == "float32" else f" {case['dtype']}")
+        for r in case["results"]:
+            text = note(r)
+            if len(text) > 40:
+                footnotes.append(text)
+                text = f"{r['status'] if r['status'] != 'ok' else 'see'} [{len(footnotes)}]"
+            out.append("| " + " | ".join([name, str(case["N"])] + row(r, gpu) + [text]) + " |")
+    if footnotes:
+        out.append("")
+        out += [f"[{i}] {t}  " for i, t in enumerate(footnotes, 1)]
+    return "\n".join(out)

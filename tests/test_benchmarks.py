@@ -1,0 +1,129 @@
+"""The benchmark suite's quick mode, end to end, so that it cannot rot.
+
+One subprocess run of `python -m benchmarks --quick` on two small shapes, with a memory
+cap that makes the eager reference run out of memory on one of them; then the JSON,
+markdown and PNG it wrote are checked. About 30-60 s on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytest.importorskip("tqdm")
+pytest.importorskip("matplotlib")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    # depthwise-k7 at N=1: the reference needs ~100 MiB above its inputs, native ~5 MiB,
+    # so a 32 MiB cap makes exactly the reference run out of memory there.
+    cmd = [sys.executable, "-m", "benchmarks", "--quick", "--device", "cpu",
+           "--shapes", "lenet-mnist,depthwise-k7", "--backends", "native,reference,paper,conv2d",
+           "--mem-cap-mb", "32", "--out", str(out), "--no-progress"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = {p.suffix: p for p in out.iterdir()}
+    assert set(files) == {".json", ".md", ".png"}, sorted(out.iterdir())
+    assert "_quick" in files[".json"].name and files[".json"].name.startswith("cpu-")
+    with open(files[".json"]) as f:
+        return json.load(f), files, proc.stdout
+
+
+def test_metadata(quick_run):
+    res, _, _ = quick_run
+    for key in ("schema", "date", "device", "versions", "settings", "cases", "wall_s"):
+        assert key in res
+    assert res["device"]["type"] == "cpu" and res["device"]["name"]
+    assert res["device"]["torch_threads"] >= 1 and res["device"]["cpu_model"]
+    for key in ("python", "torch", "triton", "adaptive_conv_ext"):
+        assert key in res["versions"]
+    s = res["settings"]
+    assert s["quick"] is True and s["reps"] == 3 and s["statistic"] == "median"
+    assert [c["name"] for c in res["cases"]] == ["lenet-mnist", "depthwise-k7"]
+
+
+def test_cases_record_the_scaled_batch(quick_run):
+    res, _, _ = quick_run
+    for case in res["cases"]:
+        assert case["N"] == 1 and case["N_spec"] in (256, 32)  # --quick: tiny N, and the SPEC's N beside it
+        assert case["dtype"] == "float32"
+        assert {"C", "O", "H", "W", "k", "pad", "groups"} <= set(case["shape"])
+        assert case["tanh_evals_fwd"] > 0
+        assert [r["impl"] for r in case["results"]] == ["native", "reference", "paper", "conv2d"]
+
+
+def test_native_row(quick_run):
+    res, _, _ = quick_run
+    for case in res["cases"]:
+        nat = case["results"][0]
+        assert nat["status"] == "ok", nat
+        assert nat["fwd_s"] > 0 and nat["fwdbwd_s"] > 0 and nat["reps"] == 3
+        assert nat["ratio_fwd"] == 1.0 and nat["ratio_fwdbwd"] == 1.0
+        assert nat["memory"]["status"] == "ok"
+        # RSS moves by pages and small blocks come from free heap: lenet at N=1 may read 0
+        assert 0 <= nat["memory"]["fwd_bytes"] <= nat["memory"]["fwdbwd_bytes"] < 32 * 2**20
+    assert res["cases"][1]["results"][0]["memory"]["fwdbwd_bytes"] > 0  # depthwise-k7: MiBs of gradients
+
+
+def test_other_rows(quick_run):
+    res, _, _ = quick_run
+    lenet, dw = ({r["impl"]: r for r in c["results"]} for c in res["cases"])
+    for impl in ("reference", "paper", "conv2d"):
+        r = lenet[impl]
+        assert r["status"] == "ok", r
+        assert r["fwd_s"] > 0 and r["fwdbwd_s"] > 0
+        assert r["ratio_fwd"] == pytest.approx(r["fwd_s"] / lenet["native"]["fwd_s"])
+    # the two adaptive implementations agree with the reference (conv2d is another operator)
+    assert lenet["native"]["rel_err"] < 1e-5 and lenet["paper"]["rel_err"] < 1e-5
+    assert "rel_err" not in lenet["conv2d"]
+    # the reference holds sigma and K: more memory than native
+    assert lenet["reference"]["memory"]["fwdbwd_bytes"] > lenet["native"]["memory"]["fwdbwd_bytes"]
+    # skipped and out-of-memory are recorded, with a reason, and nothing is timed
+    assert dw["paper"]["status"] == "skipped" and "groups" in dw["paper"]["reason"]
+    assert dw["reference"]["status"] == "oom" and dw["reference"]["reason"]
+    for r in (dw["paper"], dw["reference"]):
+        assert "fwd_s" not in r and "ratio_fwd" not in r
+    assert dw["conv2d"]["status"] == "ok"
+
+
+def test_table_and_markdown(quick_run):
+    _, files, stdout = quick_run
+    assert "native (fused)" in stdout and "oom" in stdout and "skipped" in stdout
+    md = files[".md"].read_text()
+    assert md.count("| lenet-mnist |") == 4 and "| depthwise-k7 |" in md
+    assert files[".png"].stat().st_size > 10_000
+
+
+def test_gpu_floor_arithmetic():
+    """The SPEC section 4 floor (GPU only at run time), on a made-up H100."""
+    torch = pytest.importorskip("torch")
+    if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package of the checkout
+        sys.path.insert(0, str(ROOT))
+    from benchmarks import floors
+    from benchmarks.shapes import SHAPES
+
+    info = {"capability": [9, 0], "sm_count": 132, "sm_clock_khz": 1_980_000}
+    shape = SHAPES["mid-64"]
+    t = 32 * 64 * 64 * 9 * 56 * 56  # N*O*(C/g)*kH*kW*Ho*Wo
+    assert shape.tanh_evals(32) == t
+    f32 = floors.peak_rates(info, torch.float32)
+    assert f32["tanh_per_s"] == pytest.approx(16 * 132 * 1.98e9)
+    assert f32["fma_per_s"] == pytest.approx(128 * 132 * 1.98e9)
+    f = floors.case_floor(shape, 32, torch.float32, f32, 3e12)
+    assert f["fwd"]["tanh_s"] == pytest.approx(t / f32["tanh_per_s"])
+    assert f["fwd"]["fma_s"] == pytest.approx(10 * t / f32["fma_per_s"])
+    assert f["fwd_s"] == max(f["fwd"]["tanh_s"], f["fwd"]["fma_s"], f["fwd"]["bytes_s"])
+    assert f["fwdbwd_s"] == pytest.approx(f["fwd_s"] + f["bwd"]["floor_s"])
+    bf16 = floors.peak_rates(info, torch.bfloat16)
+    assert bf16["tanh_per_s"] == pytest.approx(2 * f32["tanh_per_s"])  # packed tanh counts half
+    assert floors.peak_rates({**info, "sm_clock_khz": 0}, torch.float32) is None
