@@ -72,6 +72,36 @@ void scatter_patch(const AdaptiveConvShape& s, const TileCoords& tc, const T* dp
   }
 }
 
+// sigma for kRows consecutive kernel elements uv0.. of one pixel vector: each loaded
+// patch vector X[ab] feeds kRows multiply-adds (register blocking over u,v).
+constexpr int64_t kRows = 4;
+
+template <int64_t R, typename T>
+inline void sigma_rows(const T* q, const T* beta, const T* X, int64_t T2, int64_t uv0, int64_t p,
+                       Vectorized<T>* sigma) {
+  using Vec = Vectorized<T>;
+  for (int64_t r = 0; r < R; ++r) sigma[r] = Vec(beta ? beta[uv0 + r] : T(0));
+  for (int64_t ab = 0; ab < T2; ++ab) {
+    const Vec x = Vec::loadu(X + ab * kTile + p);
+    for (int64_t r = 0; r < R; ++r) sigma[r] = at::vec::fmadd(Vec(q[(uv0 + r) * T2 + ab]), x, sigma[r]);
+  }
+}
+
+// Calls body(uv, sigma_vector) for every kernel element uv of pixel vector p, in order.
+template <typename T, typename Body>
+inline void for_each_sigma(const T* q, const T* beta, const T* X, int64_t T2, int64_t p, Body&& body) {
+  Vectorized<T> sigma[kRows];
+  int64_t uv = 0;
+  for (; uv + kRows <= T2; uv += kRows) {
+    sigma_rows<kRows>(q, beta, X, T2, uv, p, sigma);
+    for (int64_t r = 0; r < kRows; ++r) body(uv + r, sigma[r]);
+  }
+  for (; uv < T2; ++uv) {
+    sigma_rows<1>(q, beta, X, T2, uv, p, sigma);
+    body(uv, sigma[0]);
+  }
+}
+
 template <typename T>
 void forward_impl(const AdaptiveConvShape& s, const T* x, const T* w, const T* kb,
                   const T* bias, T* y) {
@@ -98,15 +128,12 @@ void forward_impl(const AdaptiveConvShape& s, const T* x, const T* w, const T* k
             const T* q = w + pair * T2 * T2;
             const T* beta = kb ? kb + pair * T2 : nullptr;
             T* out = acc.data() + o * kTile;
+            const T* X = patch.data();
             for (int64_t p = 0; p < kTile; p += V) {
               Vec y_acc = Vec::loadu(out + p);
-              for (int64_t uv = 0; uv < T2; ++uv) {
-                Vec sigma(beta ? beta[uv] : T(0));
-                const T* q_row = q + uv * T2;
-                for (int64_t ab = 0; ab < T2; ++ab)
-                  sigma = at::vec::fmadd(Vec(q_row[ab]), Vec::loadu(patch.data() + ab * kTile + p), sigma);
-                y_acc = at::vec::fmadd(sigma.tanh(), Vec::loadu(patch.data() + uv * kTile + p), y_acc);
-              }
+              for_each_sigma(q, beta, X, T2, p, [&](int64_t uv, const Vec& sigma) {
+                y_acc = at::vec::fmadd(sigma.tanh(), Vec::loadu(X + uv * kTile + p), y_acc);
+              });
               y_acc.store(out + p);
             }
           }
@@ -182,11 +209,7 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
             // Recompute sigma and t = K; d sigma = g * X[uv] * (1 - t^2); direct term g * t.
             for (int64_t p = 0; p < kTile; p += V) {
               const Vec G = Vec::loadu(gout.data() + p);
-              for (int64_t uv = 0; uv < T2; ++uv) {
-                Vec sigma(beta ? beta[uv] : T(0));
-                const T* q_row = q + uv * T2;
-                for (int64_t ab = 0; ab < T2; ++ab)
-                  sigma = at::vec::fmadd(Vec(q_row[ab]), Vec::loadu(X + ab * kTile + p), sigma);
+              for_each_sigma(q, beta, X, T2, p, [&](int64_t uv, const Vec& sigma) {
                 const Vec t = sigma.tanh();
                 const Vec Xuv = Vec::loadu(X + uv * kTile + p);
                 if (need_gx) {
@@ -194,7 +217,7 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
                   at::vec::fmadd(G, t, Vec::loadu(d)).store(d);
                 }
                 (G * Xuv * (Vec(T(1)) - t * t)).store(dsig.data() + uv * kTile + p);
-              }
+              });
             }
             if (need_gw) {
               // dQ[o,c,uv,ab] += sum_p dsig[uv][p] X[ab][p];  dbeta[o,c,uv] += sum_p dsig[uv][p]
