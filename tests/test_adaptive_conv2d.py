@@ -3,6 +3,9 @@ vs a float64 loop over the formulas, gradients, the paper's procedure, opcheck,
 bad input, NaN locality, random shapes."""
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -397,3 +400,45 @@ def test_module_bad_arguments(kwargs):
     args.update(kwargs)
     with pytest.raises(ValueError):
         ace.AdaptiveConv2d(**args)
+
+
+# ------------------------------------------------------- every CPU kernel build
+_ISA_CHECK = """
+import torch, adaptive_conv_ext as ace
+from adaptive_conv_ext.reference import adaptive_conv2d_reference as ref
+torch.manual_seed(0)
+for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+    for s, p, d, g, k, W in ((1, 1, 1, 1, 3, 70), ((2, 3), (2, 0), (1, 2), 2, 5, 33)):
+        x = torch.randn(2, 4, 11, W, dtype=torch.float64, requires_grad=True)
+        w = (torch.randn(4, 4 // g, k, k, k, k, dtype=torch.float64) * 0.2).requires_grad_()
+        kb = torch.randn(4, 4 // g, k, k, dtype=torch.float64, requires_grad=True)
+        yr = ref(x, w, kb, None, s, p, d, g)
+        gy = torch.randn_like(yr)
+        want = (yr,) + torch.autograd.grad(yr, (x, w, kb), gy)
+        xs, ws, kbs = (t.detach().to(dtype).requires_grad_() for t in (x, w, kb))
+        y = ace.adaptive_conv2d(xs, ws, kbs, None, s, p, d, g, backend="native")
+        got = (y,) + torch.autograd.grad(y, (xs, ws, kbs), gy.to(dtype))
+        for a, b in zip(got, want):
+            err = ((a.double() - b).norm() / b.norm()).item()
+            assert err < tol, (dtype, s, err)
+print("ok", torch.backends.cpu.get_cpu_capability())
+"""
+
+
+@pytest.mark.parametrize("capability", ["default", "avx2", "avx512"])
+def test_every_cpu_kernel_build(capability):
+    # The kernels are compiled once per instruction set and chosen from torch's
+    # ATEN_CPU_CAPABILITY, which is read at start-up: check each build in a child.
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    if probe.stdout.strip().lower() != capability:
+        pytest.skip(f"this CPU cannot run {capability} (torch chose {probe.stdout.strip()})")
+    run = subprocess.run(
+        [sys.executable, "-c", _ISA_CHECK],
+        env=env, capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().lower() == f"ok {capability}"

@@ -26,48 +26,72 @@ using at::vec::Vectorized;
 // Output pixels per tile: a multiple of every vector width (16 floats on AVX-512).
 constexpr int64_t kTile = 64;
 
-// Where each pixel of a tile reads its (a, b) = (0, 0) tap, and whether it exists.
-struct TileCoords {
-  int64_t count;          // valid pixels in this tile
-  int64_t row0[kTile];    // i*sH - pH
-  int64_t col0[kTile];    // j*sW - pW
-};
+// A tile covers output pixels [p0, p0 + count) of the flattened Ho*Wo grid: a few
+// runs along output rows. Along a run the taps of one kernel column (a, b) are
+// equally spaced in one input row, so gather and scatter work run by run, with
+// the zero padding cut off at both ends instead of tested pixel by pixel.
+inline int64_t tile_count(const AdaptiveConvShape& s, int64_t p0) {
+  return std::min(kTile, s.Ho * s.Wo - p0);
+}
 
-inline void tile_coords(const AdaptiveConvShape& s, int64_t p0, TileCoords& tc) {
-  const int64_t L = s.Ho * s.Wo;
-  tc.count = std::min(kTile, L - p0);
-  for (int64_t p = 0; p < tc.count; ++p) {
-    const int64_t i = (p0 + p) / s.Wo, j = (p0 + p) % s.Wo;
-    tc.row0[p] = i * s.sH - s.pH;
-    tc.col0[p] = j * s.sW - s.pW;
+// fn(p, len, ih, iw, lo, hi) for each run [p, p + len) of the tile and tap (a, b):
+// pixel p + jj reads input (ih, iw + jj * sW); only jj in [lo, hi) lies inside the
+// image (ih itself may be outside: then lo == hi).
+template <typename Fn>
+inline void for_each_tap_run(const AdaptiveConvShape& s, int64_t p0, int64_t count, int64_t a,
+                             int64_t b, Fn&& fn) {
+  for (int64_t p = 0; p < count;) {
+    const int64_t i = (p0 + p) / s.Wo, j0 = (p0 + p) % s.Wo;
+    const int64_t len = std::min(s.Wo - j0, count - p);
+    const int64_t ih = i * s.sH - s.pH + a * s.dH, iw = j0 * s.sW - s.pW + b * s.dW;
+    int64_t lo = 0, hi = 0;
+    if (ih >= 0 && ih < s.H) {
+      lo = iw >= 0 ? 0 : (-iw + s.sW - 1) / s.sW;           // first jj with iw + jj*sW >= 0
+      hi = iw > s.W - 1 ? 0 : (s.W - 1 - iw) / s.sW + 1;    // past the last jj with iw + jj*sW < W
+      lo = std::min(lo, len);
+      hi = std::min(std::max(hi, lo), len);
+    }
+    fn(p, len, ih, iw, lo, hi);
+    p += len;
   }
 }
 
 // patch[t * kTile + p] = X[tap t] of pixel p (zero padding; zero for p >= count).
 template <typename T>
-void gather_patch(const AdaptiveConvShape& s, const TileCoords& tc, const T* plane, T* patch) {
+void gather_patch(const AdaptiveConvShape& s, int64_t p0, int64_t count, const T* plane, T* patch) {
   for (int64_t a = 0; a < s.kH; ++a) {
     for (int64_t b = 0; b < s.kW; ++b) {
       T* row = patch + (a * s.kW + b) * kTile;
-      for (int64_t p = 0; p < tc.count; ++p) {
-        const int64_t ih = tc.row0[p] + a * s.dH, iw = tc.col0[p] + b * s.dW;
-        row[p] = (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) ? plane[ih * s.W + iw] : T(0);
-      }
-      std::fill(row + tc.count, row + kTile, T(0));
+      for_each_tap_run(s, p0, count, a, b, [&](int64_t p, int64_t len, int64_t ih, int64_t iw, int64_t lo, int64_t hi) {
+        T* dst = row + p;
+        std::fill(dst, dst + lo, T(0));
+        if (hi > lo) {
+          const T* src = plane + ih * s.W + iw + lo * s.sW;
+          if (s.sW == 1) {
+            std::copy(src, src + (hi - lo), dst + lo);
+          } else {
+            for (int64_t jj = lo; jj < hi; ++jj) dst[jj] = src[(jj - lo) * s.sW];
+          }
+        }
+        std::fill(dst + hi, dst + len, T(0));
+      });
+      std::fill(row + count, row + kTile, T(0));
     }
   }
 }
 
 // The transpose of gather_patch (col2im for one tile): plane += dpatch at the taps.
 template <typename T>
-void scatter_patch(const AdaptiveConvShape& s, const TileCoords& tc, const T* dpatch, T* plane) {
+void scatter_patch(const AdaptiveConvShape& s, int64_t p0, int64_t count, const T* dpatch, T* plane) {
   for (int64_t a = 0; a < s.kH; ++a) {
     for (int64_t b = 0; b < s.kW; ++b) {
       const T* row = dpatch + (a * s.kW + b) * kTile;
-      for (int64_t p = 0; p < tc.count; ++p) {
-        const int64_t ih = tc.row0[p] + a * s.dH, iw = tc.col0[p] + b * s.dW;
-        if (ih >= 0 && ih < s.H && iw >= 0 && iw < s.W) plane[ih * s.W + iw] += row[p];
-      }
+      for_each_tap_run(s, p0, count, a, b, [&](int64_t p, int64_t, int64_t ih, int64_t iw, int64_t lo, int64_t hi) {
+        if (hi <= lo) return;
+        T* dst = plane + ih * s.W + iw + lo * s.sW;
+        const T* src = row + p + lo;
+        for (int64_t jj = 0; jj < hi - lo; ++jj) dst[jj * s.sW] += src[jj];
+      });
     }
   }
 }
@@ -114,15 +138,14 @@ void forward_impl(const AdaptiveConvShape& s, const T* x, const T* w, const T* k
 
   at::parallel_for(0, s.N * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> patch(T2 * kTile), acc(Og * kTile);
-    TileCoords tc;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / tiles, p0 = (item % tiles) * kTile;
-      tile_coords(s, p0, tc);
+      const int64_t count = tile_count(s, p0);
       for (int64_t g = 0; g < s.groups; ++g) {
         for (int64_t o = 0; o < Og; ++o)
           std::fill_n(acc.data() + o * kTile, kTile, bias ? bias[g * Og + o] : T(0));
         for (int64_t c = 0; c < Cg; ++c) {
-          gather_patch(s, tc, x + (n * s.C + g * Cg + c) * HW, patch.data());
+          gather_patch(s, p0, count, x + (n * s.C + g * Cg + c) * HW, patch.data());
           for (int64_t o = 0; o < Og; ++o) {
             const int64_t pair = (g * Og + o) * Cg + c;  // (o, c) generator index
             const T* q = w + pair * T2 * T2;
@@ -139,7 +162,7 @@ void forward_impl(const AdaptiveConvShape& s, const T* x, const T* w, const T* k
           }
         }
         for (int64_t o = 0; o < Og; ++o)
-          std::memcpy(y + (n * s.O + g * Og + o) * L + p0, acc.data() + o * kTile, tc.count * sizeof(T));
+          std::memcpy(y + (n * s.O + g * Og + o) * L + p0, acc.data() + o * kTile, count * sizeof(T));
       }
     }
   });
@@ -175,7 +198,6 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
     // Per-item gradient accumulators of (o in group, u, v[, a, b]), one vector of lanes each;
     // lanes are summed once per item.
     std::vector<T> dq_lanes(need_gw ? Og * T2 * T2 * V : 0), db_lanes(need_gw ? Og * T2 * V : 0);
-    TileCoords tc;
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       T* gw_c = need_gw ? gw_part.data() + chunk * w_numel : nullptr;
       T* gkb_c = need_gw ? gkb_part.data() + chunk * kb_numel : nullptr;
@@ -194,8 +216,8 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
         }
         for (int64_t tile = 0; tile < tiles; ++tile) {
           const int64_t p0 = tile * kTile;
-          tile_coords(s, p0, tc);
-          gather_patch(s, tc, x_plane, patch.data());
+          const int64_t count = tile_count(s, p0);
+          gather_patch(s, p0, count, x_plane, patch.data());
           if (need_gx) std::fill(dpatch.begin(), dpatch.end(), T(0));
           const T* X = patch.data();
           for (int64_t o = 0; o < Og; ++o) {
@@ -203,8 +225,8 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
             const T* q = w + pair * T2 * T2;
             const T* beta = kb ? kb + pair * T2 : nullptr;
             const T* gy_row = gy + (n * s.O + o_abs) * L + p0;
-            std::copy(gy_row, gy_row + tc.count, gout.begin());
-            std::fill(gout.begin() + tc.count, gout.end(), T(0));
+            std::copy(gy_row, gy_row + count, gout.begin());
+            std::fill(gout.begin() + count, gout.end(), T(0));
 
             // Recompute sigma and t = K; d sigma = g * X[uv] * (1 - t^2); direct term g * t.
             for (int64_t p = 0; p < kTile; p += V) {
@@ -249,7 +271,7 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
               }
             }
           }
-          if (need_gx) scatter_patch(s, tc, dpatch.data(), gx + (n * s.C + c_abs) * HW);
+          if (need_gx) scatter_patch(s, p0, count, dpatch.data(), gx + (n * s.C + c_abs) * HW);
         }
         if (need_gw) {
           for (int64_t o = 0; o < Og; ++o) {
