@@ -116,6 +116,24 @@ bool needs_int64(std::initializer_list<int64_t> counts) {
   return false;
 }
 
+// The order every planner tries candidates in, best first: whole Q rows before row
+// chunks (pass), larger pixel tiles, the default shared-memory budget before opt-in,
+// more output channels per block (oq). Returns whether fits(tile, budget, oq, tt)
+// accepted one; fits records its plan before saying yes.
+template <typename Fits>
+bool search_plans(int64_t T, const std::vector<TileGeom>& tiles, const std::vector<int64_t>& bud,
+                  int64_t oq_max, Fits&& fits) {
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1 && T == 1) break;
+    for (const TileGeom& t : tiles)
+      for (int64_t budget : bud)
+        for (int64_t oq = oq_max; oq >= 1; --oq)
+          for (int64_t tt : row_chunks(T, pass))
+            if (fits(t, budget, oq, tt)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, std::string* why) {
@@ -144,35 +162,27 @@ bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, st
     return (*oy + oct * P) * es;
   };
 
-  for (int pass = 0; pass < 2; ++pass) {
-    if (pass == 1 && T == 1) break;
-    for (const TileGeom& t : tiles) {
-      for (int64_t budget : bud) {
-        for (int64_t oct = oct_max; oct >= 1; --oct) {
-          for (int64_t tt : row_chunks(T, pass)) {
-            int64_t ob, ox, oy;
-            if (layout(t, oct, 1, tt, &ob, &ox, &oy) > budget) continue;
-            int64_t cch = 1;
-            if (tt == T) {  // channel chunks only when whole Q rows are staged
-              while (cch < std::min<int64_t>(Cg, 16) && layout(t, oct, cch + 1, tt, &ob, &ox, &oy) <= budget) ++cch;
-            }
-            const int64_t bytes = layout(t, oct, cch, tt, &ob, &ox, &oy);
-            plan->tile = t;
-            plan->oct = static_cast<int>(oct);
-            plan->cch = static_cast<int>(cch);
-            plan->tt = static_cast<int>(tt);
-            plan->static_taps = allow_static && static_size(s) && tt == T;
-            plan->smem_bytes = static_cast<int>(bytes);
-            plan->off_beta = ob;
-            plan->off_box = ox;
-            plan->off_y = oy;
-            plan->use_int64 = use_int64;
-            return true;
-          }
-        }
-      }
+  const bool found = search_plans(T, tiles, bud, oct_max, [&](const TileGeom& t, int64_t budget, int64_t oct, int64_t tt) {
+    int64_t ob, ox, oy;
+    if (layout(t, oct, 1, tt, &ob, &ox, &oy) > budget) return false;
+    int64_t cch = 1;
+    if (tt == T) {  // channel chunks only when whole Q rows are staged
+      while (cch < std::min<int64_t>(Cg, 16) && layout(t, oct, cch + 1, tt, &ob, &ox, &oy) <= budget) ++cch;
     }
-  }
+    const int64_t bytes = layout(t, oct, cch, tt, &ob, &ox, &oy);
+    plan->tile = t;
+    plan->oct = static_cast<int>(oct);
+    plan->cch = static_cast<int>(cch);
+    plan->tt = static_cast<int>(tt);
+    plan->static_taps = allow_static && static_size(s) && tt == T;
+    plan->smem_bytes = static_cast<int>(bytes);
+    plan->off_beta = ob;
+    plan->off_box = ox;
+    plan->off_y = oy;
+    plan->use_int64 = use_int64;
+    return true;
+  });
+  if (found) return true;
   *why = "the dilated kernel is too large for the shared memory of this GPU (not even a 1x1 tile fits)";
   return false;
 }
@@ -195,41 +205,29 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
   const int64_t E = s.O * Cg * T * T, Eb = s.O * Cg * T;
 
   if (need_input) {
-    bool found = false;
     const int64_t oq_max = std::max<int64_t>(1, std::min<int64_t>(Og, 8));
-    for (int pass = 0; pass < 2 && !found; ++pass) {
-      if (pass == 1 && T == 1) break;
-      for (size_t ti = 0; ti < tiles.size() && !found; ++ti) {
-        const TileGeom& t = tiles[ti];
-        const int64_t P = int64_t(t.toh) * t.tow, box = int64_t(t.bh) * t.bw;
-        for (size_t bi = 0; bi < bud.size() && !found; ++bi) {
-          for (int64_t oq = oq_max; oq >= 1 && !found; --oq) {
-            for (int64_t tt : row_chunks(T, pass)) {
-              const bool st = allow_static && static_size(s) && tt == T;
-              const int64_t ob = oq * tt * Tp;
-              const int64_t ox = ob + align_up(oq * tt, vec);
-              const int64_t od = ox + align_up(box, vec);
-              const int64_t ot = od + align_up(box, vec);
-              const int64_t op = ot + P * Tp;
-              const int64_t bytes = (op + (st ? 0 : P * Tp)) * es;
-              if (bytes > bud[bi]) continue;
-              plan->xtile = t;
-              plan->x_oq = static_cast<int>(oq);
-              plan->x_tt = static_cast<int>(tt);
-              plan->x_static = st;
-              plan->x_smem = static_cast<int>(bytes);
-              plan->x_off_beta = ob;
-              plan->x_off_box = ox;
-              plan->x_off_dbox = od;
-              plan->x_off_dxt = ot;
-              plan->x_off_dxp = op;
-              found = true;
-              break;
-            }
-          }
-        }
-      }
-    }
+    const bool found = search_plans(T, tiles, bud, oq_max, [&](const TileGeom& t, int64_t budget, int64_t oq, int64_t tt) {
+      const int64_t P = int64_t(t.toh) * t.tow, box = int64_t(t.bh) * t.bw;
+      const bool st = allow_static && static_size(s) && tt == T;
+      const int64_t ob = oq * tt * Tp;
+      const int64_t ox = ob + align_up(oq * tt, vec);
+      const int64_t od = ox + align_up(box, vec);
+      const int64_t ot = od + align_up(box, vec);
+      const int64_t op = ot + P * Tp;
+      const int64_t bytes = (op + (st ? 0 : P * Tp)) * es;
+      if (bytes > budget) return false;
+      plan->xtile = t;
+      plan->x_oq = static_cast<int>(oq);
+      plan->x_tt = static_cast<int>(tt);
+      plan->x_static = st;
+      plan->x_smem = static_cast<int>(bytes);
+      plan->x_off_beta = ob;
+      plan->x_off_box = ox;
+      plan->x_off_dbox = od;
+      plan->x_off_dxt = ot;
+      plan->x_off_dxp = op;
+      return true;
+    });
     if (!found) {
       *why = "the dilated kernel is too large for the shared memory of this GPU (grad_input)";
       return false;
@@ -249,51 +247,39 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
   }
 
   if (need_weight) {
-    bool found = false;
     const int64_t oq_max = std::max<int64_t>(1, std::min<int64_t>(Og, 32));
-    for (int pass = 0; pass < 2 && !found; ++pass) {
-      if (pass == 1 && T == 1) break;
-      for (size_t ti = 0; ti < tiles.size() && !found; ++ti) {
-        const TileGeom& t = tiles[ti];
-        const int64_t P = int64_t(t.toh) * t.tow, box = int64_t(t.bh) * t.bw;
-        for (size_t bi = 0; bi < bud.size() && !found; ++bi) {
-          for (int64_t oq = oq_max; oq >= 1 && !found; --oq) {
-            for (int64_t tt : row_chunks(T, pass)) {
-              const bool st = allow_static && static_size(s) && tt == T;
-              const int64_t aw = st ? static_aw(s.kH) : 8;
-              const int64_t ncg = ceil_div(T, aw);
-              const int64_t jobs = oq * tt * ncg;
-              if (jobs > kThreads) continue;
-              const int64_t ks = kThreads / jobs;
-              const int64_t rs = (oq * tt) | 1;  // odd row stride: conflict-free dsigma writes
-              const int64_t ob = oq * tt * Tp;
-              const int64_t ox = ob + align_up(oq * tt, vec);
-              const int64_t oc = ox + align_up(box, vec);
-              const int64_t od = oc + P * Tp;
-              const int64_t tail = std::max((P * Tp + P * rs) * es, ks * jobs * (aw + 1) * 8);
-              const int64_t bytes = oc * es + align_up(tail, 16);
-              if (bytes > bud[bi]) continue;
-              plan->wtile = t;
-              plan->w_oq = static_cast<int>(oq);
-              plan->w_tt = static_cast<int>(tt);
-              plan->w_aw = static_cast<int>(aw);
-              plan->w_ncg = static_cast<int>(ncg);
-              plan->w_jobs = static_cast<int>(jobs);
-              plan->w_ks = static_cast<int>(ks);
-              plan->w_rs = static_cast<int>(rs);
-              plan->w_static = st;
-              plan->w_smem = static_cast<int>(bytes);
-              plan->w_off_beta = ob;
-              plan->w_off_box = ox;
-              plan->w_off_xcol = oc;
-              plan->w_off_ds = od;
-              found = true;
-              break;
-            }
-          }
-        }
-      }
-    }
+    const bool found = search_plans(T, tiles, bud, oq_max, [&](const TileGeom& t, int64_t budget, int64_t oq, int64_t tt) {
+      const int64_t P = int64_t(t.toh) * t.tow, box = int64_t(t.bh) * t.bw;
+      const bool st = allow_static && static_size(s) && tt == T;
+      const int64_t aw = st ? static_aw(s.kH) : 8;
+      const int64_t ncg = ceil_div(T, aw);
+      const int64_t jobs = oq * tt * ncg;
+      if (jobs > kThreads) return false;
+      const int64_t ks = kThreads / jobs;
+      const int64_t rs = (oq * tt) | 1;  // odd row stride: conflict-free dsigma writes
+      const int64_t ob = oq * tt * Tp;
+      const int64_t ox = ob + align_up(oq * tt, vec);
+      const int64_t oc = ox + align_up(box, vec);
+      const int64_t od = oc + P * Tp;
+      const int64_t tail = std::max((P * Tp + P * rs) * es, ks * jobs * (aw + 1) * 8);
+      const int64_t bytes = oc * es + align_up(tail, 16);
+      if (bytes > budget) return false;
+      plan->wtile = t;
+      plan->w_oq = static_cast<int>(oq);
+      plan->w_tt = static_cast<int>(tt);
+      plan->w_aw = static_cast<int>(aw);
+      plan->w_ncg = static_cast<int>(ncg);
+      plan->w_jobs = static_cast<int>(jobs);
+      plan->w_ks = static_cast<int>(ks);
+      plan->w_rs = static_cast<int>(rs);
+      plan->w_static = st;
+      plan->w_smem = static_cast<int>(bytes);
+      plan->w_off_beta = ob;
+      plan->w_off_box = ox;
+      plan->w_off_xcol = oc;
+      plan->w_off_ds = od;
+      return true;
+    });
     if (!found) {
       *why = "the dilated kernel is too large for the shared memory of this GPU (grad_weight)";
       return false;
