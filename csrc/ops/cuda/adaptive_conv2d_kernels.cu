@@ -337,16 +337,7 @@ bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, boo
   return true;
 }
 
-template cudaError_t launch_forward<float, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                    const float*, const float*, const float*,
-                                                    const float*, float*, cudaStream_t);
-template cudaError_t launch_forward<float, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                    const float*, const float*, const float*,
-                                                    const float*, float*, cudaStream_t);
-template cudaError_t launch_backward<float, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                     const BackwardBuffers<float>&, cudaStream_t);
-template cudaError_t launch_backward<float, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                     const BackwardBuffers<float>&, cudaStream_t);
+ADAPTIVE_CONV_INSTANTIATE(float)
 
 }  // namespace cuda
 }  // namespace adaptive_conv_ext

@@ -127,21 +127,26 @@ template <typename scalar_t, typename index_t>
 cudaError_t launch_backward(const AdaptiveConvShape& s, const BackwardPlan& plan,
                             const BackwardBuffers<scalar_t>& buf, cudaStream_t stream);
 
-#define ADAPTIVE_CONV_DECLARE(scalar_t, index_t)                                              \
-  extern template cudaError_t launch_forward<scalar_t, index_t>(                              \
+// The launchers of one (dtype, index type). Declared here with KEYWORDS = `extern template`;
+// each dtype is instantiated in a .cu file of its own (parallel builds) with
+// ADAPTIVE_CONV_INSTANTIATE.
+#define ADAPTIVE_CONV_LAUNCHERS(KEYWORDS, scalar_t, index_t)                                  \
+  KEYWORDS cudaError_t launch_forward<scalar_t, index_t>(                                     \
       const AdaptiveConvShape&, const ForwardPlan&, const scalar_t*, const scalar_t*,         \
       const scalar_t*, const scalar_t*, scalar_t*, cudaStream_t);                             \
-  extern template cudaError_t launch_backward<scalar_t, index_t>(                             \
+  KEYWORDS cudaError_t launch_backward<scalar_t, index_t>(                                    \
       const AdaptiveConvShape&, const BackwardPlan&, const BackwardBuffers<scalar_t>&,        \
       cudaStream_t);
-ADAPTIVE_CONV_DECLARE(float, int32_t)
-ADAPTIVE_CONV_DECLARE(float, int64_t)
-ADAPTIVE_CONV_DECLARE(double, int32_t)
-ADAPTIVE_CONV_DECLARE(double, int64_t)
-ADAPTIVE_CONV_DECLARE(__half, int32_t)
-ADAPTIVE_CONV_DECLARE(__half, int64_t)
-ADAPTIVE_CONV_DECLARE(__nv_bfloat16, int32_t)
-ADAPTIVE_CONV_DECLARE(__nv_bfloat16, int64_t)
+#define ADAPTIVE_CONV_DECLARE(scalar_t)                          \
+  ADAPTIVE_CONV_LAUNCHERS(extern template, scalar_t, int32_t)    \
+  ADAPTIVE_CONV_LAUNCHERS(extern template, scalar_t, int64_t)
+#define ADAPTIVE_CONV_INSTANTIATE(scalar_t)               \
+  ADAPTIVE_CONV_LAUNCHERS(template, scalar_t, int32_t)    \
+  ADAPTIVE_CONV_LAUNCHERS(template, scalar_t, int64_t)
+ADAPTIVE_CONV_DECLARE(float)
+ADAPTIVE_CONV_DECLARE(double)
+ADAPTIVE_CONV_DECLARE(__half)
+ADAPTIVE_CONV_DECLARE(__nv_bfloat16)
 #undef ADAPTIVE_CONV_DECLARE
 
 }  // namespace cuda

@@ -5,16 +5,7 @@
 namespace adaptive_conv_ext {
 namespace cuda {
 
-template cudaError_t launch_forward<__nv_bfloat16, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                    const __nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*,
-                                                    const __nv_bfloat16*, __nv_bfloat16*, cudaStream_t);
-template cudaError_t launch_forward<__nv_bfloat16, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                    const __nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*,
-                                                    const __nv_bfloat16*, __nv_bfloat16*, cudaStream_t);
-template cudaError_t launch_backward<__nv_bfloat16, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                     const BackwardBuffers<__nv_bfloat16>&, cudaStream_t);
-template cudaError_t launch_backward<__nv_bfloat16, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                     const BackwardBuffers<__nv_bfloat16>&, cudaStream_t);
+ADAPTIVE_CONV_INSTANTIATE(__nv_bfloat16)
 
 }  // namespace cuda
 }  // namespace adaptive_conv_ext

@@ -5,16 +5,7 @@
 namespace adaptive_conv_ext {
 namespace cuda {
 
-template cudaError_t launch_forward<__half, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                    const __half*, const __half*, const __half*,
-                                                    const __half*, __half*, cudaStream_t);
-template cudaError_t launch_forward<__half, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                    const __half*, const __half*, const __half*,
-                                                    const __half*, __half*, cudaStream_t);
-template cudaError_t launch_backward<__half, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                     const BackwardBuffers<__half>&, cudaStream_t);
-template cudaError_t launch_backward<__half, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                     const BackwardBuffers<__half>&, cudaStream_t);
+ADAPTIVE_CONV_INSTANTIATE(__half)
 
 }  // namespace cuda
 }  // namespace adaptive_conv_ext

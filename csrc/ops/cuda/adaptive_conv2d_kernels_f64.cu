@@ -5,16 +5,7 @@
 namespace adaptive_conv_ext {
 namespace cuda {
 
-template cudaError_t launch_forward<double, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                    const double*, const double*, const double*,
-                                                    const double*, double*, cudaStream_t);
-template cudaError_t launch_forward<double, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                    const double*, const double*, const double*,
-                                                    const double*, double*, cudaStream_t);
-template cudaError_t launch_backward<double, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                     const BackwardBuffers<double>&, cudaStream_t);
-template cudaError_t launch_backward<double, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                     const BackwardBuffers<double>&, cudaStream_t);
+ADAPTIVE_CONV_INSTANTIATE(double)
 
 }  // namespace cuda
 }  // namespace adaptive_conv_ext

@@ -121,40 +121,9 @@ void launch(unsigned grid, int block, int smem, const std::function<void()>& bod
 
 namespace adaptive_conv_ext {
 namespace cuda {
-template cudaError_t launch_forward<double, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                     const double*, const double*, const double*,
-                                                     const double*, double*, cudaStream_t);
-template cudaError_t launch_forward<double, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                     const double*, const double*, const double*,
-                                                     const double*, double*, cudaStream_t);
-template cudaError_t launch_backward<double, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                      const BackwardBuffers<double>&, cudaStream_t);
-template cudaError_t launch_backward<double, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                      const BackwardBuffers<double>&, cudaStream_t);
-template cudaError_t launch_forward<__half, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                     const __half*, const __half*, const __half*,
-                                                     const __half*, __half*, cudaStream_t);
-template cudaError_t launch_backward<__half, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                      const BackwardBuffers<__half>&, cudaStream_t);
-template cudaError_t launch_forward<__nv_bfloat16, int32_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                            const __nv_bfloat16*, const __nv_bfloat16*,
-                                                            const __nv_bfloat16*, const __nv_bfloat16*,
-                                                            __nv_bfloat16*, cudaStream_t);
-template cudaError_t launch_backward<__nv_bfloat16, int32_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                             const BackwardBuffers<__nv_bfloat16>&,
-                                                             cudaStream_t);
-template cudaError_t launch_forward<__half, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                     const __half*, const __half*, const __half*,
-                                                     const __half*, __half*, cudaStream_t);
-template cudaError_t launch_backward<__half, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                      const BackwardBuffers<__half>&, cudaStream_t);
-template cudaError_t launch_forward<__nv_bfloat16, int64_t>(const AdaptiveConvShape&, const ForwardPlan&,
-                                                            const __nv_bfloat16*, const __nv_bfloat16*,
-                                                            const __nv_bfloat16*, const __nv_bfloat16*,
-                                                            __nv_bfloat16*, cudaStream_t);
-template cudaError_t launch_backward<__nv_bfloat16, int64_t>(const AdaptiveConvShape&, const BackwardPlan&,
-                                                             const BackwardBuffers<__nv_bfloat16>&,
-                                                             cudaStream_t);
+ADAPTIVE_CONV_INSTANTIATE(double)
+ADAPTIVE_CONV_INSTANTIATE(__half)
+ADAPTIVE_CONV_INSTANTIATE(__nv_bfloat16)
 namespace {
 alignas(16) unsigned char smem_raw[emu::kSmemBytes];  // the kernels' extern __shared__ buffer
 }
