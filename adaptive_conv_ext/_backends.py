@@ -91,11 +91,15 @@ def check_deterministic(name: str, device_type: str) -> None:
 
 
 def native_unavailable_reason(device: torch.device) -> Optional[str]:
+    """Why this build cannot run native kernels on `device`'s type (None: it can).
+    Meta tensors (and fake tensors) go through the operators' fake kernels."""
     if _native.IMPORT_ERROR is not None:
         return (
             "the compiled extension adaptive_conv_ext._C is not importable "
             f"({_native.IMPORT_ERROR}); build it with `pip install .` from the repository root"
         )
+    if device.type == "meta":
+        return None
     if device.type not in ("cpu", "cuda"):
         return f"there are no native kernels for device type '{device.type}'"
     if not _native.has_kernel(device.type):
@@ -104,6 +108,19 @@ def native_unavailable_reason(device: torch.device) -> Optional[str]:
             "rebuild with a CUDA-enabled torch and nvcc on PATH: "
             "`pip install --no-build-isolation .`"
         )
+    return None
+
+
+def device_unavailable_reason(device: torch.device) -> Optional[str]:
+    """Why no tensor can live on `device` in this process (None: it can)."""
+    if device.type != "cuda":
+        return None
+    if torch.version.cuda is None and torch.version.hip is None:
+        return f"torch built without CUDA (torch {torch.__version__})"
+    if not torch.cuda.is_available():
+        return "no CUDA device (torch has CUDA, but no GPU or driver is visible to this process)"
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        return f"no CUDA device {device.index} (this process sees {torch.cuda.device_count()})"
     return None
 
 
@@ -124,8 +141,8 @@ def triton_unavailable_reason(device: torch.device) -> Optional[str]:
     try:
         import triton  # noqa: F401
     except ImportError:
-        return "Triton is not installed; `pip install triton` (3.6 or newer)"
-    if device.type == "cuda" or (device.type == "cpu" and triton_interpreting()):
+        return "triton missing: Triton is not installed; `pip install triton` (3.6 or newer)"
+    if device.type in ("cuda", "meta") or (device.type == "cpu" and triton_interpreting()):
         try:
             _triton_ops()
         except ImportError as exc:
@@ -153,9 +170,12 @@ def resolve(backend: str, device: torch.device, dtype: Optional[torch.dtype] = N
         if reason is not None:
             raise BackendUnavailableError(f"backend='{backend}' is not available for {device} tensors: {reason}")
         return backend
-    # auto: native, else Triton on a GPU, else the reference.
+    # auto: native, else Triton on a GPU, else the reference (meta tensors: the
+    # native fake kernels if built, else the reference, which runs on meta too).
     if native_unavailable_reason(device) is None:
         return "native"
+    if device.type == "meta":
+        return "reference"
     if (
         device.type == "cuda"
         and (dtype is None or dtype in TRITON_DTYPES)
@@ -174,10 +194,14 @@ def resolve(backend: str, device: torch.device, dtype: Optional[torch.dtype] = N
 
 
 def available_backends(device="cpu") -> dict:
-    """{backend: None if usable on `device`, else the reason it is not}."""
+    """{backend: None if usable on `device`, else the reason it is not}.
+
+    Usable means the device exists in this process and the backend can run there:
+    on a machine without a GPU every backend reports "no CUDA device" for "cuda"."""
     device = torch.device(device)
+    missing = device_unavailable_reason(device)
     return {
-        "native": native_unavailable_reason(device),
-        "triton": triton_unavailable_reason(device),
-        "reference": None,
+        "native": missing or native_unavailable_reason(device),
+        "triton": missing or triton_unavailable_reason(device),
+        "reference": missing,
     }

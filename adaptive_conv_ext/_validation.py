@@ -10,6 +10,9 @@ from typing import Optional, Tuple
 import torch
 
 BACKENDS = ("auto", "native", "triton", "reference")
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+# The operators take int64 geometry; Python ints beyond it would wrap in C++.
+INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -17,12 +20,23 @@ class ConvArgs:
     """Validated geometry of one call (all pairs are (height, width))."""
 
     stride: Tuple[int, int]
-    padding: Tuple[int, int]
+    padding: Tuple[int, int]  # the zero padding the operator applies, per side
     dilation: Tuple[int, int]
     groups: int
     kernel_size: Tuple[int, int]
     out_size: Tuple[int, int]
     unbatched: bool  # the caller passed a 3-D (C, H, W) input
+    # Padding applied to the input before the operator (F.pad order: left, right, top,
+    # bottom), with F.pad's mode: padding_mode other than "zeros", or the uneven part
+    # of padding="same". None when the operator's own zero padding does it all.
+    pre_pad: Optional[Tuple[int, int, int, int]] = None
+    pre_pad_mode: str = "constant"
+
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x (4-D) with the pre-padding applied; the operator then pads `padding` zeros."""
+        if self.pre_pad is None:
+            return x
+        return torch.nn.functional.pad(x, self.pre_pad, mode=self.pre_pad_mode)
 
 
 def _pair(value, name: str, minimum: int) -> Tuple[int, int]:
@@ -40,7 +54,42 @@ def _pair(value, name: str, minimum: int) -> Tuple[int, int]:
         raise TypeError(f"{name} must be an int or a pair of ints, got {type(value).__name__}")
     if value[0] < minimum or value[1] < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if value[0] > INT64_MAX or value[1] > INT64_MAX:
+        raise ValueError(f"{name} must fit in int64 (<= 2**63 - 1), got {value}")
     return value
+
+
+def padding_per_side(padding, kernel_size, stride, dilation) -> Tuple[int, int, int, int]:
+    """(top, bottom, left, right) for an int, a pair, "valid" or "same" (as nn.Conv2d:
+    "same" only with stride 1; an odd total puts the extra row/column at the end)."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"padding='same' needs stride 1 (as in nn.Conv2d), got stride={stride}")
+            (top, bottom), (left, right) = (
+                (d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel_size, dilation)
+            )
+            return (top, bottom, left, right)
+        raise ValueError(f"padding must be 'same', 'valid', an int or a pair of ints, got {padding!r}")
+    pH, pW = _pair(padding, "padding", 0)
+    return (pH, pH, pW, pW)
+
+
+def _check_padding_mode(padding_mode, sides, size) -> None:
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+    top, bottom, left, right = sides
+    for axis, n, pads in (("height", size[0], (top, bottom)), ("width", size[1], (left, right))):
+        if padding_mode == "reflect" and max(pads) >= n:
+            raise ValueError(
+                f"padding_mode='reflect' needs padding < the input {axis} ({n}), got padding {pads}"
+            )
+        if padding_mode == "circular" and max(pads) > n:
+            raise ValueError(
+                f"padding_mode='circular' needs padding <= the input {axis} ({n}), got padding {pads}"
+            )
 
 
 def _check_tensor(t, name: str) -> None:
@@ -61,8 +110,11 @@ def validate(
     padding,
     dilation,
     groups,
+    padding_mode: str = "zeros",
 ) -> ConvArgs:
-    """Check every argument against SPEC section 1; raise TypeError/ValueError naming it."""
+    """Check every argument against SPEC section 1; raise TypeError/ValueError naming it.
+
+    padding: an int, a pair, "valid" or "same"; padding_mode: as nn.Conv2d's."""
     _check_tensor(input, "input")
     _check_tensor(weight, "weight")
     if input.dim() not in (3, 4):
@@ -97,8 +149,9 @@ def validate(
             f"weight.shape[1] * groups must equal input channels: {Cg} * {groups} != {C}"
         )
     stride = _pair(stride, "stride", 1)
-    padding = _pair(padding, "padding", 0)
     dilation = _pair(dilation, "dilation", 1)
+    sides = padding_per_side(padding, (kH, kW), stride, dilation)
+    _check_padding_mode(padding_mode, sides, (H, W))
 
     for name, t in (("kernel_bias", kernel_bias), ("bias", bias)):
         if t is not None:
@@ -119,16 +172,46 @@ def validate(
         if t.device != input.device:
             raise ValueError(f"{name} is on {t.device} but input is on {input.device}")
 
+    if H == 0 or W == 0:
+        raise ValueError(
+            f"input height and width must be non-zero, got ({H}, {W}); as in F.conv2d, only the "
+            "batch (and channel) dimensions may be empty"
+        )
+    top, bottom, left, right = sides
     extent = []
-    for size, k, s, p, d, axis in zip((H, W), (kH, kW), stride, padding, dilation, ("height", "width")):
+    for size, before, after, k, s, d, axis in zip(
+        (H, W), (top, left), (bottom, right), (kH, kW), stride, dilation, ("height", "width")
+    ):
         span = d * (k - 1) + 1
-        if size + 2 * p < span:
+        if span > INT64_MAX or size + before + after > INT64_MAX:
+            raise ValueError(
+                f"{axis}: the padded input ({size} + {before} + {after}) or the dilated kernel "
+                f"(dilation {d} x ({k} - 1) + 1) does not fit in int64; use a smaller padding or dilation"
+            )
+        if size + before + after < span:
             raise ValueError(
                 f"kernel {axis} with dilation ({span}) is larger than the padded input "
-                f"{axis} ({size} + 2*{p} = {size + 2 * p})"
+                f"{axis} ({size} + {before} + {after} = {size + before + after})"
             )
-        extent.append((size + 2 * p - span) // s + 1)
-    return ConvArgs(stride, padding, dilation, groups, (kH, kW), tuple(extent), unbatched)
+        extent.append((size + before + after - span) // s + 1)
+    N = input.shape[0] if input.dim() == 4 else 1
+    if N * O * extent[0] * extent[1] > INT64_MAX:
+        raise ValueError(
+            f"the output ({N}, {O}, {extent[0]}, {extent[1]}) has more than 2**63 - 1 elements; "
+            "check padding, stride and dilation"
+        )
+
+    # What the operator pads (zeros, the same on both sides) and what is padded before it.
+    if padding_mode == "zeros":
+        op_padding = (min(top, bottom), min(left, right))
+        pre = (left - op_padding[1], right - op_padding[1], top - op_padding[0], bottom - op_padding[0])
+        mode = "constant"
+    else:
+        op_padding, pre, mode = (0, 0), (left, right, top, bottom), padding_mode
+    return ConvArgs(
+        stride, op_padding, dilation, groups, (kH, kW), tuple(extent), unbatched,
+        pre_pad=pre if any(pre) else None, pre_pad_mode=mode,
+    )
 
 
 def check_backend_name(backend) -> str:

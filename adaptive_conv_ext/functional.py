@@ -42,6 +42,7 @@ def adaptive_conv2d(
     dilation=1,
     groups: int = 1,
     backend: str = "auto",
+    padding_mode: str = "zeros",
 ) -> torch.Tensor:
     """Adaptive convolution (Zamora Esquivel et al., 2019); see SPEC section 1.
 
@@ -53,8 +54,12 @@ def adaptive_conv2d(
         weight: Q, (O, C/groups, kH, kW, kH, kW).
         kernel_bias: beta, (O, C/groups, kH, kW) or None.
         bias: (O,) or None.
-        stride, padding, dilation, groups: as in ``torch.nn.functional.conv2d``.
+        stride, padding, dilation, groups: as in ``torch.nn.functional.conv2d``; padding
+            may also be "valid" or "same" ("same" needs stride 1; an odd total padding puts
+            the extra row/column at the bottom/right, as in nn.Conv2d).
         backend: "auto", "native", "triton" or "reference".
+        padding_mode: "zeros", "reflect", "replicate" or "circular", as in nn.Conv2d
+            (other than "zeros", the input is padded with F.pad before the operator).
 
     Autocast: inside ``torch.autocast(device_type)`` (CUDA float16/bfloat16, CPU
     bfloat16, ...) the floating tensors among input, weight, kernel_bias and bias that
@@ -79,18 +84,18 @@ def adaptive_conv2d(
         tensors = _autocast_cast(backend, input, weight, kernel_bias, bias)
         # The dtype is now chosen: compute in exactly it, without autocast re-casting inside.
         with torch.autocast(input.device.type, enabled=False):
-            return adaptive_conv2d(*tensors, stride, padding, dilation, groups, backend)
-    args = validate(input, weight, kernel_bias, bias, stride, padding, dilation, groups)
+            return adaptive_conv2d(*tensors, stride, padding, dilation, groups, backend, padding_mode)
+    args = validate(input, weight, kernel_bias, bias, stride, padding, dilation, groups, padding_mode)
     name = _backends.resolve(backend, input.device, input.dtype)
     if name == "reference":
         return adaptive_conv2d_reference(
-            input, weight, kernel_bias, bias, args.stride, args.padding, args.dilation, args.groups
+            input, weight, kernel_bias, bias, stride, padding, dilation, groups, padding_mode=padding_mode
         )
     x = input.unsqueeze(0) if args.unbatched else input
     y = AdaptiveConv2dFunction.apply(
-        x, weight, kernel_bias, bias, args.stride, args.padding, args.dilation, args.groups, name
+        args.pad_input(x), weight, kernel_bias, bias, args.stride, args.padding, args.dilation, args.groups, name
     )
     # Keep the caller's memory format, as conv2d does.
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         y = y.contiguous(memory_format=torch.channels_last)
     return y.squeeze(0) if args.unbatched else y

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._validation import _pair, check_backend_name
+from ._validation import PADDING_MODES, _pair, padding_per_side, check_backend_name
 from .functional import adaptive_conv2d
 
 
@@ -15,8 +15,9 @@ class AdaptiveConv2d(nn.Module):
     """Adaptive convolution layer (Zamora Esquivel et al., ICCV-W 2019).
 
     Parameters: ``weight`` (O, C/groups, kH, kW, kH, kW), ``kernel_bias``
-    (O, C/groups, kH, kW) and ``bias`` (O,). ``backend`` is passed to
-    :func:`adaptive_conv2d`.
+    (O, C/groups, kH, kW) and ``bias`` (O,). ``padding`` is an int, a pair, "valid" or
+    "same", and ``padding_mode`` one of "zeros", "reflect", "replicate", "circular", as
+    in nn.Conv2d. ``backend`` is passed to :func:`adaptive_conv2d`.
     """
 
     def __init__(
@@ -33,6 +34,7 @@ class AdaptiveConv2d(nn.Module):
         device=None,
         dtype=None,
         backend: str = "auto",
+        padding_mode: str = "zeros",
     ):
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
@@ -46,8 +48,13 @@ class AdaptiveConv2d(nn.Module):
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size, "kernel_size", 1)
         self.stride = _pair(stride, "stride", 1)
-        self.padding = _pair(padding, "padding", 0)
         self.dilation = _pair(dilation, "dilation", 1)
+        # Checked now, as nn.Conv2d does ("same" with a stride fails at construction).
+        padding_per_side(padding, self.kernel_size, self.stride, self.dilation)
+        self.padding = padding if isinstance(padding, str) else _pair(padding, "padding", 0)
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        self.padding_mode = padding_mode
         self.groups = groups
         self.backend = check_backend_name(backend)
         kH, kW = self.kernel_size
@@ -88,12 +95,15 @@ class AdaptiveConv2d(nn.Module):
             self.dilation,
             self.groups,
             backend=self.backend,
+            padding_mode=self.padding_mode,
         )
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):
-            s += f", padding={self.padding}"
+            s += f", padding={self.padding!r}"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
         if self.groups != 1:

@@ -26,9 +26,10 @@ def adaptive_conv2d_reference(
     dilation=1,
     groups: int = 1,
     out_channel_chunk: Optional[int] = None,
+    padding_mode: str = "zeros",
 ) -> torch.Tensor:
-    args = validate(input, weight, kernel_bias, bias, stride, padding, dilation, groups)
-    x = input.unsqueeze(0) if args.unbatched else input
+    args = validate(input, weight, kernel_bias, bias, stride, padding, dilation, groups, padding_mode)
+    x = args.pad_input(input.unsqueeze(0) if args.unbatched else input)
     N, C, H, W = x.shape
     O, Cg, kH, kW = weight.shape[:4]
     g = args.groups

@@ -3,6 +3,7 @@
 #include "adaptive_conv2d.h"
 
 #include <ATen/ATen.h>
+#include <c10/util/safe_numerics.h>
 #include <torch/library.h>
 
 namespace adaptive_conv_ext {
@@ -12,6 +13,22 @@ void check_pair(at::IntArrayRef v, const char* name, int64_t min_value) {
   TORCH_CHECK(v.size() == 2, "adaptive_conv2d: ", name, " must have 2 elements, got ", v.size());
   TORCH_CHECK(v[0] >= min_value && v[1] >= min_value, "adaptive_conv2d: ", name,
               " must be >= ", min_value, ", got ", v);
+}
+
+// Output extent along one axis, in int64 with overflow checks: a huge padding or
+// dilation must be a clear error, never a wrapped size.
+int64_t out_extent(int64_t size, int64_t k, int64_t s, int64_t p, int64_t d, const char* axis) {
+  int64_t two_p = 0, padded = 0, span = 0;
+  TORCH_CHECK_VALUE(!c10::mul_overflows(p, int64_t{2}, &two_p) &&
+                        !c10::add_overflows(size, two_p, &padded) &&
+                        !c10::mul_overflows(d, k - 1, &span),
+                    "adaptive_conv2d: the padded input ", axis, " (", size, " + 2*", p,
+                    ") or the dilated kernel (dilation ", d, ", kernel ", k,
+                    ") does not fit in int64");
+  TORCH_CHECK_VALUE(padded - span - 1 >= 0, "adaptive_conv2d: kernel ", axis,
+                    " with dilation (", span + 1, ") is larger than the padded input ", axis,
+                    " (", padded, ")");
+  return (padded - span - 1) / s + 1;
 }
 }  // namespace
 
@@ -56,11 +73,16 @@ AdaptiveConvShape check_and_make_shape(const at::Tensor& input,
   s.pW = padding[1];
   s.dH = dilation[0];
   s.dW = dilation[1];
-  s.Ho = (s.H + 2 * s.pH - s.dH * (s.kH - 1) - 1) / s.sH + 1;
-  s.Wo = (s.W + 2 * s.pW - s.dW * (s.kW - 1) - 1) / s.sW + 1;
-  TORCH_CHECK(s.H + 2 * s.pH - s.dH * (s.kH - 1) - 1 >= 0 &&
-                  s.W + 2 * s.pW - s.dW * (s.kW - 1) - 1 >= 0,
-              "adaptive_conv2d: kernel (dilated) is larger than the padded input");
+  TORCH_CHECK_VALUE(s.H > 0 && s.W > 0,
+                    "adaptive_conv2d: input height and width must be non-zero, got (", s.H, ", ",
+                    s.W, ")");
+  s.Ho = out_extent(s.H, s.kH, s.sH, s.pH, s.dH, "height");
+  s.Wo = out_extent(s.W, s.kW, s.sW, s.pW, s.dW, "width");
+  int64_t out_numel = 0;
+  TORCH_CHECK_VALUE(!c10::mul_overflows(s.N * s.O, s.Ho, &out_numel) &&
+                        !c10::mul_overflows(out_numel, s.Wo, &out_numel),
+                    "adaptive_conv2d: the output (", s.N, ", ", s.O, ", ", s.Ho, ", ", s.Wo,
+                    ") has more than 2**63 - 1 elements");
   if (kernel_bias.has_value()) {
     const auto& kb = *kernel_bias;
     TORCH_CHECK(kb.dim() == 4 && kb.size(0) == s.O && kb.size(1) == s.C / groups &&
