@@ -33,6 +33,30 @@ if [ ${#need[@]} -gt 0 ]; then
   $PIP "${need[@]}"
 fi
 
-echo "install.sh: building adaptive_conv_ext against torch $($PY -c 'import torch; print(torch.__version__)')"
-$PIP --no-build-isolation -e .
+echo "install.sh: building adaptive_conv_ext against torch $($PY -c 'import torch; print(torch.__version__)') (2-3 minutes on 2 cores)"
+# pip -v writes each compiler command to the log; while it runs, every file the compiler
+# starts is printed, so the build shows progress. The whole log is kept, and shown on failure.
+mkdir -p build
+log=build/install.log
+$PY -m pip install -v --disable-pip-version-check --no-build-isolation -e . </dev/null >"$log" 2>&1 &
+pid=$!
+shown=0
+report_progress() {
+  local files
+  files=$(grep -oE " -c [^ ]+\.(cpp|cu)" "$log" 2>/dev/null | awk '{print $2}' || true)
+  [ -n "$files" ] || return 0
+  echo "$files" | tail -n +$((shown + 1)) | sed 's/^/install.sh:   compiling /'
+  shown=$(echo "$files" | wc -l)
+}
+while kill -0 "$pid" 2>/dev/null; do
+  sleep 3
+  report_progress
+done
+if ! wait "$pid"; then
+  tail -n 60 "$log"
+  echo "install.sh: the build failed; full log: $log" >&2
+  exit 1
+fi
+report_progress
+echo "install.sh: build finished (log: $log)"
 $PY -c "import adaptive_conv_ext as a; print('install.sh: backends on cpu:', {k: v is None for k, v in a.available_backends('cpu').items()})"
