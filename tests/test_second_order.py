@@ -91,9 +91,9 @@ def test_triton_gradient_penalty_in_interpreter():
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     errors = json.loads(proc.stdout.strip().splitlines()[-1])
-    # float32 first-order values (1e-6 each), second order through the float32 reference.
+    # float32 throughout (Triton has no float64): SPEC's float32 tolerance.
     for key, err in errors.items():
-        assert err < 1e-5, (key, err)
+        assert err < 1e-6, (key, err)
 
 
 def _triton_worker():
