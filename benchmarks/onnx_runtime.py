@@ -158,8 +158,7 @@ def run(shape_names, reps, threads):
             program.save(buf)
             sessions[name] = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
             ops[name] = sorted({node.op_type for node in program.model_proto.graph.node})
-        feed = {next(iter(sessions.values())).get_inputs()[0].name: x.numpy()}
-        calls = {name: (lambda s=s: s.run(None, feed)) for name, s in sessions.items()}
+        calls = {name: (lambda s=s: s.run(None, {s.get_inputs()[0].name: x.numpy()})) for name, s in sessions.items()}
         outputs = {name: call()[0] for name, call in calls.items()}
 
         def run_native():

@@ -104,6 +104,7 @@ def test_standard_op_form_is_registered_for_the_onnx_exporter_only():
     assert decomposition_table[op] is adaptive_conv2d_standard_ops
     # Not part of what torch.export's run_decompositions() or Inductor apply by default.
     assert op not in core_aten_decompositions()
+    assert op not in torch.export.default_decompositions()
 
 
 # --- torch.export --------------------------------------------------------------------
@@ -116,6 +117,7 @@ def test_torch_export_keeps_the_fused_op_with_a_dynamic_batch(case_name):
     assert fused_op_count(program.graph_module) == 2
     targets = {str(n.target) for n in program.graph_module.graph.nodes if n.op == "call_function"}
     assert not any("tanh" in t or "im2col" in t or "convolution" in t for t in targets), targets
+    assert fused_op_count(program.run_decompositions().graph_module) == 2  # core ATen keeps it too
     for n in (1, 5):
         x = torch.randn(n, 3, 12, 13)
         with torch.no_grad():
