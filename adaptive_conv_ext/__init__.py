@@ -3,7 +3,7 @@
 Zamora Esquivel et al., "Adaptive Convolutional Kernels", ICCV Workshops 2019.
 """
 
-from . import convert, reference
+from . import _onnx, convert, reference  # _onnx: registers the op's standard-op form for torch.onnx.export
 from ._backends import BackendUnavailableError, available_backends
 from .convert import (
     weight_from_paper,

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from . import _backends
+from . import _backends, _onnx
 from ._autograd import AdaptiveConv2dFunction
 from ._validation import check_backend_name, validate
 from .reference import adaptive_conv2d_reference
@@ -87,6 +87,7 @@ def adaptive_conv2d(
             return adaptive_conv2d(*tensors, stride, padding, dilation, groups, backend, padding_mode)
     args = validate(input, weight, kernel_bias, bias, stride, padding, dilation, groups, padding_mode)
     name = _backends.resolve(backend, input.device, input.dtype)
+    _onnx.check_exportable(name)
     if name == "reference":
         return adaptive_conv2d_reference(
             input, weight, kernel_bias, bias, stride, padding, dilation, groups, padding_mode=padding_mode

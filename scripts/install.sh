@@ -23,6 +23,9 @@ hypothesis hypothesis
 tqdm tqdm
 matplotlib matplotlib
 sklearn scikit-learn
+onnx onnx==1.23.2
+onnxscript onnxscript==0.7.2
+onnxruntime onnxruntime==1.32.0
 LIST
 # triton 3.6 needs numpy < 2.4
 if ! $PY -c "import numpy, sys; sys.exit(tuple(map(int, numpy.__version__.split('.')[:2])) >= (2, 4))" 2>/dev/null; then
