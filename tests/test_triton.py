@@ -415,10 +415,10 @@ def _worker_interp(which):
 def _aot_jobs(full):
     """(kernel name, constexprs, pointer dtypes, arch, config, dtype) to compile.
 
-    The default set (about 40 compiles) is every kernel with its pinned configuration
+    The default set (about 50 compiles) is every kernel with its pinned configuration
     for each tap bucket (3x3, 5x5, 7x7) on sm_90 in float32 (exact) and bfloat16 (packed
-    tanh), float16 kernels of bucket 0 on sm_80 (mma.sync instead of wgmma), a bfloat16
-    forward on sm_80 (no packed bfloat16 tanh there), and col2im. ADAPTIVE_CONV_AOT_FULL=1
+    tanh), on sm_80 every float32 kernel and float16 ones (mma.sync instead of wgmma) of
+    bucket 0, bfloat16 ones (no packed bfloat16 tanh there), and col2im. ADAPTIVE_CONV_AOT_FULL=1
     adds every autotune candidate, float32 with TF32 and float16 on both architectures
     (hundreds of compiles).
     """
@@ -429,8 +429,9 @@ def _aot_jobs(full):
     names = ("fwd_o", "fwd_uv", "gin_o", "gin_uv", "gw_o", "gw_uv")
     kernel_sizes = ((3, 3), (5, 5), (7, 7))
     plan = [(90, "fp32", kernel_sizes, names), (90, "bf16", kernel_sizes, names),
+            (80, "fp32", ((3, 3),), names),
             (80, "fp16", ((3, 3),), ("fwd_o", "fwd_uv", "gin_o", "gw_uv")),
-            (80, "bf16", ((3, 3),), ("fwd_uv",))]  # tanh.approx.bf16x2 is sm_90+: ptxas rejects it here
+            (80, "bf16", ((3, 3),), ("fwd_uv", "gin_o"))]  # tanh.approx.bf16x2 is sm_90+: ptxas rejects it here
     if full:
         plan = [(arch, dt, kernel_sizes + ((1, 3),), names) for arch in (80, 90)
                 for dt in ("fp32", "fp32-tf32", "fp16", "bf16")]
