@@ -123,7 +123,8 @@ def forward_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
                 row["before"] = {"kernel": scalar, **c, **model(c, tanh_evals, tanh_per_clk)}
             if dtype != "float32":
                 ks = math.ceil((T + 1) / 16)
-                name = f"fwd_mma<{tname}, {ks}>"
+                tail = (T - 1) // 8 if T in (1, 9, 25, 49) else -1  # launchers.cuh: pick_fwd_mma
+                name = f"fwd_mma<{tname}, {ks}, {tail}>"
                 body = innermost_loop(kernels.get(name, []), "HMMA")
                 if body:
                     c = count(body)
@@ -133,8 +134,7 @@ def forward_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
                     m = model(c, 16 * T * oct_, tanh_per_clk, instr_scale=share, hmma_scale=oct_ / MMA_OCT,
                               mufu_scale=oct_ / MMA_OCT)
                     row["after"] = {"kernel": name, **c, "oct": oct_, **m}
-            # kernels/planner.cuh keeps depthwise (one output channel per group) 3x3 scalar
-            mma = "after" in row and not (og == 1 and T <= 9)
+            mma = "after" in row  # kernels/planner.cuh: every 16-bit shape with T + 1 <= 64
             chosen = row["after"] if mma else row.get("before")
             row["planner"] = {"kernel": "tensor-core" if mma else "scalar",
                               "pct_of_floor": chosen["pct_of_floor"] if chosen else None}

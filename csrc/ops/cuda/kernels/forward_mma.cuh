@@ -71,33 +71,46 @@ __device__ __forceinline__ void stage_q_mma(scalar_t* __restrict__ qs, const sca
   }
 }
 
-// tanh(sigma) * X for the four C elements of one n8 tile, added to the two pixels' sums.
-// xg / xg8: the A registers holding X at the same (pixel, column) positions.
+// tanh(sigma) * X for the four C elements of n8 tile `tile` (columns 8 tile ..), added to the
+// two pixels' sums; xg / xg8: the A registers holding X at the same (pixel, column) places.
+// When the tile's only real column is its first (T = 8 tile + 1: the last tile of every odd
+// square kernel, 1x1 to 7x7), columns 2 tq + 1 are padding (C = 0: nothing to add), so one
+// packed tanh of the two pixels' column 2 tq does instead of two (for tq > 0 that column is
+// padding too: tanh(0) * X = 0). The test is uniform over the warp.
 template <typename scalar_t>
-__device__ __forceinline__ void tanh_times_patch(const float (&c)[4], uint32_t xg, uint32_t xg8, float& yg,
-                                                 float& yg8) {
-  const uint32_t tg = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[1]));
-  const uint32_t tg8 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[2], c[3]));
-  yg = __fmaf_rn(ptx::lo_float<scalar_t>(tg), ptx::lo_float<scalar_t>(xg), yg);
-  yg = __fmaf_rn(ptx::hi_float<scalar_t>(tg), ptx::hi_float<scalar_t>(xg), yg);
-  yg8 = __fmaf_rn(ptx::lo_float<scalar_t>(tg8), ptx::lo_float<scalar_t>(xg8), yg8);
-  yg8 = __fmaf_rn(ptx::hi_float<scalar_t>(tg8), ptx::hi_float<scalar_t>(xg8), yg8);
+__device__ __forceinline__ void tile_epilogue(const float (&c)[4], uint32_t xg, uint32_t xg8, int tile, int T,
+                                              float& yg, float& yg8) {
+  const bool first_col_only = T - 8 * tile == 1;
+  const uint32_t t0 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], first_col_only ? c[2] : c[1]));
+  yg = __fmaf_rn(ptx::lo_float<scalar_t>(t0), ptx::lo_float<scalar_t>(xg), yg);
+  if (first_col_only) {
+    yg8 = __fmaf_rn(ptx::hi_float<scalar_t>(t0), ptx::lo_float<scalar_t>(xg8), yg8);
+  } else {
+    const uint32_t t1 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[2], c[3]));
+    yg = __fmaf_rn(ptx::hi_float<scalar_t>(t0), ptx::hi_float<scalar_t>(xg), yg);
+    yg8 = __fmaf_rn(ptx::lo_float<scalar_t>(t1), ptx::lo_float<scalar_t>(xg8), yg8);
+    yg8 = __fmaf_rn(ptx::hi_float<scalar_t>(t1), ptx::hi_float<scalar_t>(xg8), yg8);
+  }
 }
 
 // Min. blocks per SM = 1 says "no register cap below 255": without it ptxas caps KS = 1 at
-// 80 and KS = 3 at 128 registers and spills (nvcc 13.0); with it they need 98 / 117 / 140 /
-// 164 registers for KS = 1..4 and spill nothing (2, 2, 1, 1 blocks of 256 threads per SM).
-template <typename scalar_t, int KS>
+// 80 and KS = 3 at 128 registers and spills (nvcc 13.0); with it the instantiations need
+// 96-183 registers and spill nothing (benchmarks/results/cuda-sm90-static_*.md).
+// kTail >= 0: the kernel for T = 8 kTail + 1 exactly (odd square kernels 1x1, 3x3, 5x5, 7x7:
+// kTail = 0, 1, 3, 6), with the tile count and the one-column last tile known at compile time;
+// kTail = -1: any T with T + 1 <= 16 KS.
+template <typename scalar_t, int KS, int kTail>
 __global__ void __launch_bounds__(kThreads, 1)
 adaptive_conv2d_fwd_mma_kernel(const Geom g, const FwdCfg cfg, const scalar_t* __restrict__ input,
                                const scalar_t* __restrict__ weight, const scalar_t* __restrict__ kbias,
                                const scalar_t* __restrict__ bias, scalar_t* __restrict__ out) {
+  static_assert(kTail < 0 || 8 * kTail + 2 <= mma_k(KS), "T + 1 must fit in K");
   constexpr int kK = mma_k(KS), kRow = mma_row(KS);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   scalar_t* const qs = reinterpret_cast<scalar_t*>(smem_raw);  // [oct][cch][kK][kRow]
   scalar_t* const xs = qs + cfg.off_box;                         // [cch][box + 2]
   const int xstride = cfg.box + 2;
-  const int T = g.T;
+  const int T = kTail >= 0 ? 8 * kTail + 1 : g.T;  // a constant in the odd-square kernels
 
   const int tid = threadIdx.x;
   const int warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
@@ -184,8 +197,8 @@ adaptive_conv2d_fwd_mma_kernel(const Geom g, const FwdCfg cfg, const scalar_t* _
               if (hi_tile) ptx::mma_m16n8k16<scalar_t>(c_hi, a[ks], b[2], b[3]);
             }
             // C column uv of n-tile 2 np (+1) sits where A column uv does: a[np][0..1] ([2..3]).
-            tanh_times_patch<scalar_t>(c_lo, a[np][0], a[np][1], yacc[ol][0], yacc[ol][1]);
-            if (hi_tile) tanh_times_patch<scalar_t>(c_hi, a[np][2], a[np][3], yacc[ol][0], yacc[ol][1]);
+            tile_epilogue<scalar_t>(c_lo, a[np][0], a[np][1], 2 * np, T, yacc[ol][0], yacc[ol][1]);
+            if (hi_tile) tile_epilogue<scalar_t>(c_hi, a[np][2], a[np][3], 2 * np + 1, T, yacc[ol][0], yacc[ol][1]);
           }
         }
       }

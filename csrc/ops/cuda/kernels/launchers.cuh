@@ -72,15 +72,20 @@ FwdKernel<scalar_t, index_t> pick_fwd(bool st, int k) {
   return adaptive_conv2d_fwd_kernel<scalar_t, index_t, 0, 0>;
 }
 
-// Tensor-core forward for K = 16 * ks: float16/bfloat16 with 32-bit indices only.
+// Tensor-core forward for K = 16 * ks: float16/bfloat16 with 32-bit indices only; the odd
+// square kernels (T = 1, 9, 25, 49) have compile-time tile counts of their own.
 template <typename scalar_t, typename index_t>
-FwdKernel<scalar_t, index_t> pick_fwd_mma(int ks) {
+FwdKernel<scalar_t, index_t> pick_fwd_mma(int ks, int T) {
   constexpr bool k16 = std::is_same<scalar_t, __half>::value || std::is_same<scalar_t, __nv_bfloat16>::value;
   if constexpr (k16 && std::is_same<index_t, int32_t>::value) {
-    if (ks == 1) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 1>;
-    if (ks == 2) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 2>;
-    if (ks == 3) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 3>;
-    if (ks == 4) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 4>;
+    if (ks == 1 && T == 1) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 1, 0>;
+    if (ks == 1 && T == 9) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 1, 1>;
+    if (ks == 2 && T == 25) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 2, 3>;
+    if (ks == 4 && T == 49) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 4, 6>;
+    if (ks == 1) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 1, -1>;
+    if (ks == 2) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 2, -1>;
+    if (ks == 3) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 3, -1>;
+    if (ks == 4) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 4, -1>;
   }
   return nullptr;
 }
@@ -144,7 +149,7 @@ cudaError_t launch_forward(const AdaptiveConvShape& s, const ForwardPlan& plan,
   c.items = static_cast<long long>(s.N) * s.groups * c.n_ot * t.tiles_h * t.tiles_w;
   if (c.items == 0) return cudaSuccess;
   if (plan.static_taps && !kStaticVariants<scalar_t, index_t>) return cudaErrorInvalidValue;  // planner bug
-  const auto kernel = plan.mma ? pick_fwd_mma<scalar_t, index_t>(plan.mma_ks)
+  const auto kernel = plan.mma ? pick_fwd_mma<scalar_t, index_t>(plan.mma_ks, g.T)
                                : pick_fwd<scalar_t, index_t>(plan.static_taps, g.kH);
   if (kernel == nullptr) return cudaErrorInvalidValue;  // planner bug: no such tensor-core kernel
   cudaError_t e = prepare_smem(kernel, plan.smem_bytes);

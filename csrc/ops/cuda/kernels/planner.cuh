@@ -143,10 +143,6 @@ bool search_plans(int64_t T, const std::vector<TileGeom>& tiles, const std::vect
 bool plan_forward_mma(const AdaptiveConvShape& s, const DevLimits& dl, ForwardPlan* plan) {
   const int64_t T = s.kH * s.kW, Cg = s.C / s.groups, Og = s.O / s.groups;
   if (T + 1 > mma_k(kMmaMaxKs)) return false;
-  // One output channel per group and at most 3x3: the A-fragment gather is not shared by
-  // several channels and the static model (benchmarks/static_model.py) puts the scalar
-  // kernel ahead (depthwise-256: 24% vs 18% of the floor), so keep it there.
-  if (Og == 1 && T <= 9) return false;
   const int64_t ks = ceil_div(T + 1, 16);
   const int64_t qelems = mma_k(static_cast<int>(ks)) * int64_t(mma_row(static_cast<int>(ks)));
   const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, kMmaOct));

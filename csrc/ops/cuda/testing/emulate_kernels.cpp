@@ -408,7 +408,7 @@ const std::vector<Case> kMmaCases = {
     {1, 3, 3, 12, 19, 3, 3, 1, 1, 1, 3, 1, 3, 1, true, true, 132, 227 * 1024, "dilation 1x3"},
     {2, 4, 6, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 2, true, true, 132, 227 * 1024, "groups 2"},
     {1, 6, 9, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 3, true, true, 132, 227 * 1024, "groups 3"},
-    {2, 6, 6, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 6, true, true, 132, 227 * 1024, "depthwise 3x3: scalar"},
+    {2, 6, 6, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 6, true, true, 132, 227 * 1024, "depthwise 3x3"},
     {1, 5, 5, 13, 11, 5, 5, 1, 1, 2, 2, 1, 1, 5, true, true, 132, 227 * 1024, "depthwise 5x5"},
     {1, 4, 4, 16, 15, 7, 7, 1, 1, 3, 3, 1, 1, 4, true, false, 132, 227 * 1024, "depthwise 7x7"},
     {1, 4, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 4, true, true, 132, 227 * 1024, "depthwise multiplier 2"},
@@ -448,9 +448,7 @@ void run_mma_cases(const std::string& arg) {
   int n = 0;
   for (const Case& c : kMmaCases) {
     if (arg != "mma" && std::string(c.note).find(arg.substr(4)) == std::string::npos) continue;
-    // The planner keeps 3x3-or-smaller depthwise (one output channel per group) scalar.
-    const bool depthwise_small = c.O == c.groups && c.kH * c.kW <= 9;
-    const int expect = c.kH * c.kW + 1 <= 64 && !depthwise_small ? 1 : 0;
+    const int expect = c.kH * c.kW + 1 <= 64 ? 1 : 0;
     Run run;
     run.fwd_only = true;
     check_case<__half>(c, false, 5e-3, 10 + n, run, expect);
