@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # CUDA checks that need no GPU:
-#  1. every csrc/**/*.cu compiles with nvcc for sm_80 and sm_90 (-c only, into a temp dir);
-#  2. the CPU emulation of the kernels (csrc/ops/cuda/testing/emulate_kernels.cpp: the same
-#     kernel source run with one std::thread per CUDA thread) passes its quick cases.
+#  1. every csrc/**/*.cu compiles with nvcc for sm_80 and sm_90 (-c only, into a temp dir,
+#     with ptxas -v);
+#  2. SASS check of the sm_90 code (.ci/sass_check.py, cuobjdump from CUDA or triton's
+#     wheel): HMMA and only 16-bit MUFU.TANH in the tensor-core kernels, no register spills
+#     beyond the known scalar ones; prints the per-kernel table;
+#  3. the CPU models of the PTX instructions pass their unit tests (testing/test_ptx.cpp);
+#  4. the CPU emulation of the kernels (csrc/ops/cuda/testing/emulate_kernels.cpp: the same
+#     kernel source run with one std::thread per CUDA thread) passes its quick cases and
+#     the tensor-core forward cases.
 # Skips (exit 0) with a message when nvcc is absent. Exits non-zero on any error.
 # Env: COMPILE_CUDA_JOBS (parallel nvcc processes, default nproc),
-#      COMPILE_CUDA_EMULATE=0 to skip step 2.
+#      COMPILE_CUDA_EMULATE=0 to skip steps 3-4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,11 +38,11 @@ compile_one() {
   local obj="$tmp/$(echo "$src" | tr '/' '_').o"
   local log="$obj.log"
   local t0=$SECONDS
-  if nvcc -std=c++17 -O3 -Icsrc \
+  if nvcc -std=c++17 -O3 -Icsrc -Xptxas -v \
       -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
       -c "$src" -o "$obj" >"$log" 2>&1; then
     echo "  ok    $src ($((SECONDS - t0)) s)"
-    [ -s "$log" ] && sed 's/^/        /' "$log"  # warnings, if any
+    grep -v -e '^ptxas info' -e '^    [0-9]* bytes stack frame' "$log" | sed 's/^/        /' || true  # warnings
     return 0
   fi
   echo "  FAIL  $src"
@@ -53,6 +59,29 @@ if [ "$status" -ne 0 ]; then
 fi
 echo "compile_cuda: all CUDA sources compile"
 
+# SASS check: cuobjdump of this CUDA if it has one, else the one in triton's wheel.
+cuobjdump=""
+for c in "${CUDA_HOME:-/nonexistent}/bin/cuobjdump" "$(command -v cuobjdump || true)" \
+    "$(python -c 'import os, triton; print(os.path.join(os.path.dirname(triton.__file__), "backends/nvidia/bin/cuobjdump"))' 2>/dev/null || true)"; do
+  if [ -n "$c" ] && [ -x "$c" ]; then cuobjdump=$c; break; fi
+done
+if [ -z "$cuobjdump" ]; then
+  echo "compile_cuda: no cuobjdump (CUDA_HOME/bin, PATH, triton wheel); skipping the SASS check"
+else
+  echo "compile_cuda: SASS check (sm_90, $cuobjdump)"
+  sass_args=()
+  for src in "${files[@]}"; do
+    case "$src" in *_f64.cu) continue ;; esac  # float64: correctness only, not checked
+    obj="$tmp/$(echo "$src" | tr '/' '_').o"
+    sass_args+=(--obj "$obj" --log "$obj.log")
+  done
+  python .ci/sass_check.py --cuobjdump "$cuobjdump" "${sass_args[@]}"
+  echo "compile_cuda: static model of the forward kernels (report only, benchmarks/static_model.py)"
+  model_args=()
+  for ((i = 0; i < ${#sass_args[@]}; i += 4)); do model_args+=(--obj "${sass_args[i+1]}"); done
+  python -m benchmarks.static_model --cuobjdump "$cuobjdump" "${model_args[@]}" || echo "compile_cuda: static model failed (not a check)"
+fi
+
 if [ "${COMPILE_CUDA_EMULATE:-1}" = "0" ]; then
   echo "compile_cuda: emulation skipped (COMPILE_CUDA_EMULATE=0)"
   exit 0
@@ -64,6 +93,14 @@ if ! command -v "$cxx" >/dev/null 2>&1; then
 fi
 cuda_inc="${CUDA_HOME:-$(dirname "$(readlink -f "$(command -v nvcc)")")/..}/include"  # nvcc may be a symlink
 [ -f "$cuda_inc/cuda_runtime.h" ] || cuda_inc=/usr/local/cuda/include
+echo "compile_cuda: unit tests of the CPU models of the PTX instructions"
+if ! "$cxx" -std=c++20 -O1 -pthread -Wno-unknown-pragmas -I"$cuda_inc" -Icsrc \
+    csrc/ops/cuda/testing/test_ptx.cpp -o "$tmp/test_ptx" >"$tmp/test_ptx.log" 2>&1; then
+  sed 's/^/        /' "$tmp/test_ptx.log"
+  echo "compile_cuda: FAILED to build the PTX instruction tests"
+  exit 1
+fi
+"$tmp/test_ptx"
 echo "compile_cuda: building the CPU emulation of the kernels"
 if ! "$cxx" -std=c++20 -O1 -pthread -Wno-unknown-pragmas -Wno-subobject-linkage \
     -I"$cuda_inc" -Icsrc csrc/ops/cuda/testing/emulate_kernels.cpp -o "$tmp/emulate" >"$tmp/emulate.log" 2>&1; then
@@ -72,3 +109,5 @@ if ! "$cxx" -std=c++20 -O1 -pthread -Wno-unknown-pragmas -Wno-subobject-linkage 
   exit 1
 fi
 "$tmp/emulate" quick
+echo "compile_cuda: tensor-core forward cases in the emulation"
+"$tmp/emulate" mma

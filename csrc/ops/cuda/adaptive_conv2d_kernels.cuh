@@ -50,6 +50,11 @@ struct ForwardPlan {
   int cch = 1;            // input channels staged per shared-memory round
   int tt = 1;             // kernel elements (u,v) staged per round (== taps unless the kernel is huge)
   bool static_taps = false;  // compile-time kernel size (3x3, 5x5, 7x7) kernel is used
+  // Tensor-core kernel (float16/bfloat16): sigma as mma.sync GEMMs with K = 16 * mma_ks
+  // (taps + the beta column); then oct, cch and tile are its own, tt == taps, and
+  // off_box counts 16-bit elements (kernels/forward_mma.cuh).
+  bool mma = false;
+  int mma_ks = 0;
   bool use_int64 = false;
   int smem_bytes = 0;
   int64_t off_beta = 0, off_box = 0, off_y = 0;  // shared-memory carve-up, in accumulator elements
@@ -96,7 +101,9 @@ struct BackwardPlan {
 
 // Return false (and a reason) when the problem cannot be run by these kernels
 // (a dilated kernel extent so large that not even a 1x1 tile fits in shared memory).
-bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, std::string* why);
+// allow_mma = false keeps the 16-bit forward on the scalar kernels (tests compare both).
+bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, std::string* why,
+                  bool allow_mma = true);
 bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
                    bool deterministic, BackwardPlan* plan, std::string* why);
 

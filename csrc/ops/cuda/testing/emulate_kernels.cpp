@@ -1,120 +1,32 @@
 // Runs the CUDA kernels of adaptive_conv2d on the CPU, for machines without a GPU.
 //
-// The kernel source (../adaptive_conv2d_kernels_impl.cuh and the planner) is compiled as
-// plain C++: every CUDA thread of a block is a std::thread, __syncthreads is a real
-// barrier, dynamic shared memory is one buffer poisoned with NaN before each launch,
-// outputs the plan does not zero are poisoned too. Results are compared with a direct
-// float64 evaluation of the SPEC formulas on the (rounded) inputs, at the SPEC
-// tolerances; deterministic mode is run twice and compared bit for bit.
+// The kernel source (../kernels/*.cuh and the planner) is compiled as plain C++ on the
+// runtime of emu_runtime.h: every CUDA thread of a block is a std::thread, __syncthreads is
+// a real barrier, the warp-wide PTX instructions of the tensor-core kernels run on their
+// CPU models (testing/ptx/, fragment layouts unit-tested by test_ptx.cpp), dynamic shared
+// memory is one buffer poisoned with NaN before each launch, outputs the plan does not zero
+// are poisoned too. Results are compared with a direct float64 evaluation of the SPEC
+// formulas on the (rounded) inputs, at the SPEC tolerances; deterministic mode is run twice
+// and compared bit for bit.
 //
-// It checks indexing, tiling, shared-memory layout, the planner and the numerics, not
-// GPU-specific behaviour (warp scheduling, the tanh.approx path of 16-bit types, which
-// uses exact tanhf here, real atomics contention). Build with -fsanitize=thread to have
-// a missing barrier reported as a data race.
+// It checks indexing, tiling, shared-memory layout, fragment layouts, the planner and the
+// numerics, not GPU-specific behaviour (warp scheduling, real atomics contention, the exact
+// error of the hardware tanh.approx: the scalar 16-bit path uses exact tanhf here, the
+// packed tanh of the tensor-core path a pessimistic one-ulp model). Build with
+// -fsanitize=thread to have a missing barrier reported as a data race.
 //
 //   g++ -std=c++20 -O1 -g -pthread -Wno-subobject-linkage -I/usr/local/cuda/include -Icsrc
-//       csrc/ops/cuda/testing/emulate_kernels.cpp -o /tmp/emulate && /tmp/emulate [quick]
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+//       csrc/ops/cuda/testing/emulate_kernels.cpp -o /tmp/emulate
+//   /tmp/emulate [quick | mma | mma:<note> | <note>]
+#include "emu_runtime.h"
 
-#include <algorithm>
-#include <cmath>
-#include <condition_variable>
-#include <cstdio>
-#include <cstring>
-#include <functional>
-#include <mutex>
 #include <random>
 #include <string>
-#include <thread>
-#include <vector>
-
-// --- CUDA language, host side ----------------------------------------------------------
-#undef __global__
-#undef __device__
-#undef __shared__
-#define __global__
-#define __device__
-#define __shared__
-#define __launch_bounds__(...)
 
 namespace emu {
-struct Dim3 {
-  unsigned x = 0, y = 0, z = 0;
-};
-thread_local Dim3 t_thread, t_block;
-Dim3 g_grid, g_blockdim;
-
-class Barrier {
- public:
-  explicit Barrier(int n) : n_(n) {}
-  void wait() {
-    std::unique_lock<std::mutex> lk(m_);
-    const unsigned long gen = gen_;
-    if (++count_ == n_) {
-      count_ = 0;
-      ++gen_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(lk, [&] { return gen_ != gen; });
-    }
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  int n_, count_ = 0;
-  unsigned long gen_ = 0;
-};
-Barrier* g_barrier = nullptr;
-inline void syncthreads() { g_barrier->wait(); }
-
 constexpr size_t kSmemBytes = 256 * 1024;
 int g_sms = 132;
-int g_optin = 227 * 1024;
-long long g_launches = 0;
 }  // namespace emu
-
-#define threadIdx (::emu::t_thread)
-#define blockIdx (::emu::t_block)
-#define gridDim (::emu::g_grid)
-#define blockDim (::emu::g_blockdim)
-#define __syncthreads() ::emu::syncthreads()
-
-using std::max;
-using std::min;
-
-template <typename T>
-T __ldg(const T* p) {
-  return *p;
-}
-inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
-inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
-
-template <typename T, typename U>
-T atomic_add_impl(T* p, T v) {
-  U old = __atomic_load_n(reinterpret_cast<U*>(p), __ATOMIC_RELAXED);
-  for (;;) {
-    T f;
-    std::memcpy(&f, &old, sizeof(T));
-    const T nf = f + v;
-    U nu;
-    std::memcpy(&nu, &nf, sizeof(T));
-    if (__atomic_compare_exchange_n(reinterpret_cast<U*>(p), &old, nu, false, __ATOMIC_RELAXED,
-                                    __ATOMIC_RELAXED)) {
-      return f;
-    }
-  }
-}
-inline float atomicAdd(float* p, float v) { return atomic_add_impl<float, unsigned>(p, v); }
-inline double atomicAdd(double* p, double v) { return atomic_add_impl<double, unsigned long long>(p, v); }
-
-namespace emu {
-void launch(unsigned grid, int block, int smem, const std::function<void()>& body);
-}
-#define ADAPTIVE_CONV_LAUNCH(kernel, grid, block, smem, stream, ...) \
-  ::emu::launch((grid), (block), (smem), [&]() { kernel(__VA_ARGS__); })
 
 // --- the code under test ---------------------------------------------------------------
 #include "ops/cuda/adaptive_conv2d_kernels.cu"  // planner + float32 instantiation
@@ -127,6 +39,12 @@ ADAPTIVE_CONV_INSTANTIATE(__nv_bfloat16)
 namespace {
 alignas(16) unsigned char smem_raw[emu::kSmemBytes];  // the kernels' extern __shared__ buffer
 }
+struct RegisterSmem {
+  RegisterSmem() {
+    emu::g_smem = smem_raw;
+    emu::g_smem_size = emu::kSmemBytes;
+  }
+} register_smem;
 }  // namespace cuda
 }  // namespace adaptive_conv_ext
 
@@ -154,34 +72,6 @@ cudaError_t CUDARTAPI cudaGetLastError(void) { return cudaSuccess; }
 const char* CUDARTAPI cudaGetErrorString(cudaError_t) { return "emulated CUDA error"; }
 }
 
-namespace emu {
-void launch(unsigned grid, int block, int smem, const std::function<void()>& body) {
-  if (smem > g_optin || static_cast<size_t>(smem) > kSmemBytes) {
-    std::fprintf(stderr, "launch asks for %d bytes of shared memory (limit %d)\n", smem, g_optin);
-    std::exit(2);
-  }
-  ++g_launches;
-  std::memset(adaptive_conv_ext::cuda::smem_raw, 0xff, kSmemBytes);  // NaN everywhere
-  g_grid = Dim3{grid, 1, 1};
-  g_blockdim = Dim3{static_cast<unsigned>(block), 1, 1};
-  Barrier barrier(block);
-  g_barrier = &barrier;
-  std::vector<std::thread> threads;
-  threads.reserve(block);
-  for (int t = 0; t < block; ++t) {
-    threads.emplace_back([&, t] {
-      t_thread = Dim3{static_cast<unsigned>(t), 0, 0};
-      for (unsigned b = 0; b < grid; ++b) {
-        t_block = Dim3{b, 0, 0};
-        body();
-        barrier.wait();  // the next block reuses the shared memory
-      }
-    });
-  }
-  for (auto& th : threads) th.join();
-  g_barrier = nullptr;
-}
-}  // namespace emu
 
 // --- reference (SPEC section 1, float64, direct loops) ---------------------------------
 using adaptive_conv_ext::AdaptiveConvShape;
@@ -306,15 +196,22 @@ std::vector<A> poisoned(size_t n, bool zero) {
   return std::vector<A>(n, zero ? A(0) : A(std::nan("")));
 }
 
+// What to run: the planner's choice or the scalar forward forced (16-bit types compare the
+// tensor-core forward with it), and whether to run the backward too.
+struct Run {
+  bool allow_mma = true;
+  bool fwd_only = false;
+};
+
 template <typename T>
-Grads run_cuda(const Problem& p, bool det, std::string* plan_info) {
+Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& run = Run(), bool* used_mma = nullptr) {
   using acc_t = typename cu::AccType<T>::type;
   const auto& s = p.s;
   const auto x = cast<T>(p.x), w = cast<T>(p.w), kb = cast<T>(p.kb), b = cast<T>(p.b), go = cast<T>(p.go);
   Grads r;
   std::string why;
   cu::ForwardPlan fp;
-  if (!cu::plan_forward(dtype_of<T>(), s, &fp, &why)) {
+  if (!cu::plan_forward(dtype_of<T>(), s, &fp, &why, run.allow_mma)) {
     std::printf("plan_forward failed: %s\n", why.c_str());
     std::exit(1);
   }
@@ -333,6 +230,16 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info) {
     std::exit(1);
   }
   for (auto v : y) r.y.push_back(to_double(v));
+  if (used_mma != nullptr) *used_mma = fp.mma;
+  if (run.fwd_only) {
+    char info[256];
+    std::snprintf(info, sizeof info, "fwd[%s tile %dx%d oct %d cch %d %dB]",
+                  fp.mma ? (fp.mma_ks == 1 ? "mma k16" : fp.mma_ks == 2 ? "mma k32" : fp.mma_ks == 3 ? "mma k48" : "mma k64")
+                         : (fp.static_taps ? "static" : "generic"),
+                  fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.smem_bytes);
+    *plan_info = info;
+    return r;
+  }
 
   cu::BackwardPlan bp;
   if (!cu::plan_backward(dtype_of<T>(), s, true, true, det, &bp, &why)) {
@@ -371,9 +278,9 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info) {
 
   char info[512];
   std::snprintf(info, sizeof info,
-                "fwd[tile %dx%d oct %d cch %d tt %d %s %dB] dx[tile %dx%d oq %d tt %d %s mode %d %dB] "
+                "fwd[%stile %dx%d oct %d cch %d tt %d %s %dB] dx[tile %dx%d oq %d tt %d %s mode %d %dB] "
                 "dw[tile %dx%d oq %d tt %d aw %d ks %d splits %lld %s mode %d %dB]",
-                fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.tt, fp.static_taps ? "static" : "generic",
+                fp.mma ? "mma " : "", fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.tt, fp.static_taps ? "static" : "generic",
                 fp.smem_bytes, bp.xtile.toh, bp.xtile.tow, bp.x_oq, bp.x_tt, bp.x_static ? "static" : "generic",
                 static_cast<int>(bp.dx_mode), bp.x_smem, bp.wtile.toh, bp.wtile.tow, bp.w_oq, bp.w_tt, bp.w_aw,
                 bp.w_ks, static_cast<long long>(bp.w_splits), bp.w_static ? "static" : "generic",
@@ -423,8 +330,9 @@ AdaptiveConvShape make_shape(const Case& c) {
 
 int g_failures = 0;
 
+// expect_mma: 1 / 0 = the plan must (not) use the tensor-core forward, -1 = either.
 template <typename T>
-void check_case(const Case& c, bool det, double tol, unsigned seed) {
+void check_case(const Case& c, bool det, double tol, unsigned seed, const Run& run = Run(), int expect_mma = -1) {
   emu::g_sms = c.sms;
   emu::g_optin = c.optin;
   Problem p;
@@ -445,7 +353,8 @@ void check_case(const Case& c, bool det, double tol, unsigned seed) {
   for (auto* v : {&p.x, &p.w, &p.kb, &p.b, &p.go}) round_trip<T>(*v);
 
   std::string info;
-  const Grads got = run_cuda<T>(p, det, &info);
+  bool used_mma = false;
+  const Grads got = run_cuda<T>(p, det, &info, run, &used_mma);
   const Grads ref = reference(p);
   bool ok = true;
   char line[1024];
@@ -456,7 +365,11 @@ void check_case(const Case& c, bool det, double tol, unsigned seed) {
   const char* names[] = {"y", "dx", "dw", "dkb"};
   const std::vector<double>* gv[] = {&got.y, &got.dx, &got.dw, &got.dkb};
   const std::vector<double>* rv[] = {&ref.y, &ref.dx, &ref.dw, &ref.dkb};
-  for (int k = 0; k < 4; ++k) {
+  if (expect_mma >= 0 && used_mma != (expect_mma == 1)) {
+    ok = false;
+    off += std::snprintf(line + off, sizeof line - off, " PLAN: mma expected %s", expect_mma ? "yes" : "no");
+  }
+  for (int k = 0; k < (run.fwd_only ? 1 : 4); ++k) {
     bool finite;
     const double err = rel_err(*gv[k], *rv[k], &finite);
     const bool good = finite && err <= tol;
@@ -477,11 +390,111 @@ void check_case(const Case& c, bool det, double tol, unsigned seed) {
   if (!ok) ++g_failures;
 }
 
+// The tensor-core forward (float16/bfloat16) on shapes that its tiles cover exactly and on
+// shapes they do not (channel counts off multiples of 8, tiny and odd images, rectangular
+// kernels, batch 0), each against the float64 reference; kernels with T + 1 > 64 must fall
+// back to the scalar forward. Forward only: the backward is the scalar one either way.
+// N C O H W kH kW sH sW pH pW dH dW g kb bias [sms optin note]
+const std::vector<Case> kMmaCases = {
+    {2, 3, 5, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "3x3 small"},
+    {1, 8, 8, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "3x3 C8 O8"},
+    {1, 16, 16, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, false, 132, 227 * 1024, "3x3 C16 O16 (two oct)"},
+    {1, 20, 6, 10, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "3x3 C20 (two channel rounds)"},
+    {1, 5, 12, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, true, 132, 227 * 1024, "3x3 O12"},
+    {2, 3, 4, 15, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1, false, true, 132, 227 * 1024, "stride 2"},
+    {1, 3, 4, 14, 13, 3, 3, 2, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "stride 2x1"},
+    {1, 2, 3, 37, 35, 3, 3, 3, 3, 2, 1, 1, 1, 1, true, false, 132, 227 * 1024, "stride 3"},
+    {1, 4, 4, 17, 14, 3, 3, 1, 1, 2, 2, 2, 2, 1, true, false, 132, 227 * 1024, "dilation 2"},
+    {1, 3, 3, 12, 19, 3, 3, 1, 1, 1, 3, 1, 3, 1, true, true, 132, 227 * 1024, "dilation 1x3"},
+    {2, 4, 6, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 2, true, true, 132, 227 * 1024, "groups 2"},
+    {1, 6, 9, 10, 10, 3, 3, 1, 1, 1, 1, 1, 1, 3, true, true, 132, 227 * 1024, "groups 3"},
+    {2, 6, 6, 12, 12, 3, 3, 1, 1, 1, 1, 1, 1, 6, true, true, 132, 227 * 1024, "depthwise 3x3"},
+    {1, 5, 5, 13, 11, 5, 5, 1, 1, 2, 2, 1, 1, 5, true, true, 132, 227 * 1024, "depthwise 5x5"},
+    {1, 4, 4, 16, 15, 7, 7, 1, 1, 3, 3, 1, 1, 4, true, false, 132, 227 * 1024, "depthwise 7x7"},
+    {1, 4, 8, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 4, true, true, 132, 227 * 1024, "depthwise multiplier 2"},
+    {2, 3, 3, 7, 6, 1, 1, 1, 1, 0, 0, 1, 1, 1, true, true, 132, 227 * 1024, "1x1"},
+    {1, 5, 7, 9, 8, 1, 1, 2, 2, 0, 0, 1, 1, 1, true, false, 132, 227 * 1024, "1x1 stride 2"},
+    {2, 1, 6, 14, 14, 5, 5, 1, 1, 2, 2, 1, 1, 1, true, true, 132, 227 * 1024, "5x5 lenet-like"},
+    {1, 2, 3, 17, 16, 5, 5, 2, 2, 2, 2, 2, 2, 1, true, true, 132, 227 * 1024, "5x5 stride 2 dilation 2"},
+    {1, 2, 3, 16, 16, 7, 7, 1, 1, 3, 3, 1, 1, 1, true, true, 132, 227 * 1024, "7x7"},
+    {1, 3, 10, 11, 12, 7, 7, 1, 1, 3, 3, 1, 1, 1, false, true, 132, 227 * 1024, "7x7 O10"},
+    {1, 2, 3, 16, 16, 7, 7, 1, 1, 3, 3, 1, 1, 1, true, true, 132, 48 * 1024, "7x7 at 48K"},
+    {2, 3, 4, 11, 13, 2, 3, 1, 2, 0, 1, 1, 1, 1, true, true, 132, 227 * 1024, "rect 2x3"},
+    {1, 3, 4, 12, 14, 3, 5, 1, 1, 1, 2, 1, 1, 1, true, true, 132, 227 * 1024, "rect 3x5"},
+    {1, 2, 3, 9, 20, 1, 7, 1, 1, 0, 3, 1, 1, 1, true, true, 132, 227 * 1024, "rect 1x7"},
+    {1, 2, 3, 20, 9, 7, 1, 1, 1, 3, 0, 1, 1, 1, true, false, 132, 227 * 1024, "rect 7x1"},
+    {1, 2, 2, 10, 15, 3, 7, 1, 1, 1, 3, 1, 1, 1, true, true, 132, 227 * 1024, "rect 3x7"},
+    {1, 2, 2, 12, 12, 4, 4, 2, 2, 1, 1, 1, 1, 1, false, false, 132, 227 * 1024, "even 4x4"},
+    {1, 2, 3, 11, 11, 6, 6, 1, 1, 2, 3, 1, 1, 1, true, true, 132, 227 * 1024, "even 6x6"},
+    {1, 3, 3, 8, 9, 2, 2, 1, 1, 0, 0, 1, 1, 1, true, true, 132, 227 * 1024, "2x2"},
+    {1, 3, 5, 13, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "odd image 13x7"},
+    {2, 2, 3, 1, 1, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "tiny 1x1 image"},
+    {1, 3, 2, 2, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "tiny 2x3 image"},
+    {1, 2, 2, 3, 3, 5, 5, 1, 1, 2, 2, 1, 1, 1, true, true, 132, 227 * 1024, "image smaller than kernel"},
+    {1, 2, 3, 37, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "tall 37x3"},
+    {1, 2, 3, 3, 70, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "wide 3x70"},
+    {2, 2, 3, 40, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, false, 132, 227 * 1024, "many tiles 40x37"},
+    {0, 3, 4, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "batch 0"},
+    {1, 3, 4, 9, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1, false, false, 132, 227 * 1024, "no biases"},
+    {1, 7, 3, 10, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "C7 O3"},
+    {1, 1, 1, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "C1 O1"},
+    {3, 2, 9, 8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "O9 (oct 8 + 1)"},
+    {1, 1, 2, 40, 40, 3, 3, 1, 1, 30, 30, 30, 30, 1, true, false, 132, 99 * 1024, "huge dilation"},
+    {1, 2, 2, 12, 12, 8, 8, 1, 1, 3, 4, 1, 1, 1, true, true, 132, 227 * 1024, "8x8: T+1 > 64, scalar"},
+    {1, 1, 1, 13, 13, 11, 11, 1, 1, 5, 5, 1, 1, 1, true, true, 132, 48 * 1024, "11x11: scalar"},
+};
+
+void run_mma_cases(const std::string& arg) {
+  int n = 0;
+  for (const Case& c : kMmaCases) {
+    if (arg != "mma" && std::string(c.note).find(arg.substr(4)) == std::string::npos) continue;
+    const int expect = c.kH * c.kW + 1 <= 64 ? 1 : 0;
+    Run run;
+    run.fwd_only = true;
+    check_case<__half>(c, false, 5e-3, 10 + n, run, expect);
+    check_case<__nv_bfloat16>(c, false, 2e-2, 20 + n, run, expect);
+    ++n;
+  }
+  // Planner only: float32/float64 never take the tensor-core kernel, nor do problems that
+  // need 64-bit indices.
+  Case big = kMmaCases[1];
+  big.N = 1 << 20;  // 2^20 * 8 * 16 * 16 = 2^31 input elements
+  const AdaptiveConvShape bs = make_shape(big), small = make_shape(kMmaCases[1]);
+  cu::ForwardPlan fp;
+  std::string why;
+  struct Expect {
+    cu::DType dt;
+    const AdaptiveConvShape* s;
+    bool allow, mma;
+  };
+  const Expect expects[] = {{cu::DType::kFloat16, &bs, true, false},     {cu::DType::kFloat32, &small, true, false},
+                            {cu::DType::kFloat64, &small, true, false},    {cu::DType::kBFloat16, &small, false, false},
+                            {cu::DType::kBFloat16, &small, true, true},    {cu::DType::kFloat16, &small, true, true}};
+  bool ok = true;
+  for (const Expect& e : expects) {
+    const bool planned = cu::plan_forward(e.dt, *e.s, &fp, &why, e.allow);
+    if (!planned || fp.mma != e.mma || (e.s == &bs && !fp.use_int64)) {
+      std::printf("    planner: dtype %d, %s shape, allow_mma %d: planned %d mma %d int64 %d (%s)\n",
+                  static_cast<int>(e.dt), e.s == &bs ? "giant" : "small", e.allow, planned, fp.mma, fp.use_int64,
+                  why.c_str());
+      ok = false;
+    }
+  }
+  std::printf("%s planner: tensor-core forward only for 16-bit, 32-bit-indexed problems\n", ok ? "ok  " : "FAIL");
+  if (!ok) ++g_failures;
+}
+
 int main(int argc, char** argv) {
   // Argument: nothing (all cases), "quick" (three float32/float64 cases) or a substring of a
   // case's note (only those cases).
   const std::string arg = argc > 1 ? argv[1] : "";
   const bool quick = arg == "quick";
+  if (arg.rfind("mma", 0) == 0) {  // "mma" (all tensor-core cases) or "mma:<note substring>"
+    run_mma_cases(arg);
+    std::printf("%s: %d failure(s), %lld emulated launches\n", g_failures ? "FAILED" : "PASSED", g_failures,
+                emu::g_launches);
+    return g_failures ? 1 : 0;
+  }
   // N C O H W kH kW sH sW pH pW dH dW g kb bias [sms optin note]
   std::vector<Case> cases = {
       {2, 3, 5, 9, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, true, true, 132, 227 * 1024, "3x3 one tile"},

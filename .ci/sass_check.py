@@ -1,0 +1,152 @@
+"""SASS check of the CUDA kernels (no GPU needed): per-kernel table and assertions.
+
+Input: the sm_90 objects/cubins nvcc built and the `-Xptxas -v` logs of the same builds.
+For every kernel: registers and spill bytes (ptxas), HMMA count and MUFU.TANH count, split
+into 16-bit (MUFU.TANH.F16 / .BF16: the packed tanh.approx.{f16x2,bf16x2}) and total.
+
+Asserts (exit 1 on failure):
+  * every tensor-core forward kernel (adaptive_conv2d_fwd_mma_kernel) has HMMA and only
+    16-bit MUFU.TANH (no tanh.approx.f32 left in it);
+  * no kernel spills, except the scalar kernels listed in KNOWN_SPILLS (spills that predate
+    the tensor-core work), and none of those spills more than listed.
+
+usage: python .ci/sass_check.py --cuobjdump PATH --log a.log --obj a.o [--log b.log --obj b.o ...]
+       [--markdown OUT.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.static_model import demangle as short_name  # noqa: E402
+
+# Scalar kernels that spilled before this check existed (nvcc 13.0, sm_90): name prefix ->
+# most spill bytes (stores + loads) allowed. Shrink it as kernels are fixed; never grow it.
+KNOWN_SPILLS = {
+    "bwd_input<half, int, 3, 3>": 12,
+    "bwd_input<bf16, int, 3, 3>": 12,
+    "bwd_input<half, int, 5, 5>": 172,
+    "bwd_input<bf16, int, 5, 5>": 172,
+    "bwd_input<float, int, 5, 5>": 176,
+    "bwd_input<half, long, 0, 0>": 120,
+    "bwd_input<bf16, long, 0, 0>": 120,
+    "bwd_input<float, long, 0, 0>": 120,
+    "bwd_weight<half, int, 0, 0, 8>": 76,
+    "bwd_weight<bf16, int, 0, 0, 8>": 76,
+    "bwd_weight<float, int, 0, 0, 8>": 76,
+    "fwd<half, int, 5, 5>": 32,
+    "fwd<bf16, int, 5, 5>": 32,
+}
+
+
+def parse_ptxas(log: str) -> dict:
+    """mangled name -> {regs, spill} from `ptxas -v` output (sm_90 entries only)."""
+    out: dict = {}
+    cur, arch = None, None
+    for line in log.splitlines():
+        m = re.search(r"Compiling entry function '(\S+)' for '(sm_\d+a?)'", line)
+        if m:
+            cur, arch = m.group(1), m.group(2)
+            continue
+        m = re.search(r"Function properties for (\S+)", line)
+        if m:
+            cur = m.group(1)
+            continue
+        if cur is None or (arch is not None and arch != "sm_90"):
+            continue
+        m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m:
+            out.setdefault(cur, {})["spill"] = int(m.group(1)) + int(m.group(2))
+        m = re.search(r"Used (\d+) registers", line)
+        if m:
+            out.setdefault(cur, {})["regs"] = int(m.group(1))
+    return out
+
+
+def parse_sass(text: str) -> dict:
+    """mangled name -> {hmma, tanh, tanh16} from `cuobjdump -sass`."""
+    out: dict = defaultdict(lambda: {"hmma": 0, "tanh": 0, "tanh16": 0})
+    cur = None
+    for line in text.splitlines():
+        m = re.search(r"Function : (\S+)", line)
+        if m:
+            cur = m.group(1)
+            out[cur]
+            continue
+        if cur is None:
+            continue
+        if re.search(r"\bHMMA\.", line):
+            out[cur]["hmma"] += 1
+        if "MUFU.TANH" in line:
+            out[cur]["tanh"] += 1
+            if re.search(r"MUFU\.TANH\.(F16|BF16)", line):
+                out[cur]["tanh16"] += 1
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuobjdump", required=True)
+    ap.add_argument("--log", action="append", default=[])
+    ap.add_argument("--obj", action="append", default=[])
+    ap.add_argument("--markdown")
+    args = ap.parse_args()
+
+    regs: dict = {}
+    for path in args.log:
+        regs.update(parse_ptxas(open(path).read()))
+    sass: dict = {}
+    for path in args.obj:
+        r = subprocess.run([args.cuobjdump, "-sass", "-arch", "sm_90", path], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"sass_check: cuobjdump failed on {path}: {r.stderr.strip()}")
+            return 1
+        sass.update(parse_sass(r.stdout))
+
+    rows, failures = [], []
+    for mangled in sorted(set(regs) | set(sass), key=short_name):
+        name = short_name(mangled)
+        p, s = regs.get(mangled, {}), sass.get(mangled, {"hmma": 0, "tanh": 0, "tanh16": 0})
+        rows.append((name, p.get("regs", -1), p.get("spill", -1), s["hmma"], s["tanh16"], s["tanh"]))
+        if name.startswith("fwd_mma<"):
+            if s["hmma"] == 0:
+                failures.append(f"{name}: no HMMA in the tensor-core kernel")
+            if s["tanh16"] == 0 or s["tanh16"] != s["tanh"]:
+                failures.append(f"{name}: MUFU.TANH 16-bit {s['tanh16']} of {s['tanh']} (want all, > 0)")
+        spill = p.get("spill", 0)
+        if spill > 0:
+            allowed = KNOWN_SPILLS.get(name)
+            if allowed is None:
+                failures.append(f"{name}: spills {spill} bytes")
+            elif spill > allowed:
+                failures.append(f"{name}: spills {spill} bytes (known: at most {allowed})")
+        elif spill < 0:
+            failures.append(f"{name}: no ptxas -v record")
+
+    table = ["| kernel (sm_90) | registers | spill bytes | HMMA | MUFU.TANH 16-bit / total |",
+             "|---|---:|---:|---:|---:|"]
+    table += [f"| `{n}` | {r} | {sp} | {h} | {t16} / {t} |" for n, r, sp, h, t16, t in rows]
+    print("\n".join(table))
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("\n".join(table) + "\n")
+    mma = [r for r in rows if r[0].startswith("fwd_mma<")]
+    spilling = [r for r in rows if r[2] > 0]
+    known = [r for r in spilling if r[0] in KNOWN_SPILLS]
+    print(f"sass_check: {len(rows)} kernels, {len(mma)} tensor-core, {len(spilling)} spilling "
+          f"({len(known)} of them known scalar kernels)")
+    if not mma:
+        failures.append("no tensor-core forward kernel found in the objects")
+    for f in failures:
+        print("sass_check: FAIL " + f)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Static performance model of the CUDA forward kernels: expected percentage of the SPEC
+section 4 floor on an H100/H200 (sm_90), from the SASS of each kernel. No GPU needed;
+nothing here is a measurement.
+
+For each kernel the model takes the innermost loop of its SASS that does the per-(o, c)
+work (the innermost backward branch around the HMMA of a tensor-core kernel, around the
+MUFU.TANH of a scalar one), counts its instructions by pipe and converts them to SM cycles
+at sm_90 rates (per SM per clock: 4 warp instructions issued, 16 MUFU results = 2 cycles
+per warp MUFU (MUFU.TANH.F16/.BF16 assumed at the same rate: the packed tanh is two of them), 128 FP32 FMA lanes, and, assumed for mma.sync m16n8k16 (2048 MACs), 1024
+dense 16-bit MACs = 2 cycles per HMMA, half the wgmma peak that the floor uses):
+
+  cycles per loop trip = max(all instructions / 4, MUFU * 2, HMMA * 2, FFMA / 4)
+
+against the floor of the same trip (SPEC section 4: useful tanh / 32 per SM clock for
+16-bit types, the packed form counting half; / 16 for float32). Useful tanh per trip:
+32 pixels x the MUFU.TANH of the trip (scalar kernels: one pixel per lane), or 16 pixels x
+T x the output channels of the trip (tensor-core kernels, whose n8 tiles also compute the
+padding columns). A tensor-core trip covers kMmaOct = 8 output channels; with fewer
+(depthwise: 1) the A-fragment gather before the first ldmatrix is paid in full and the rest
+in proportion. Bandwidth is ignored (the SPEC shapes are tanh-bound by ~100x), as are
+staging, barriers, latency and occupancy: the model is an upper bound on what the kernel's
+instruction mix allows.
+
+usage: python -m benchmarks.static_model --cuobjdump PATH --obj f16.o --obj bf16.o --obj f32.o
+       [--md OUT.md] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+from .shapes import SPEC_SHAPES
+
+ISSUE_PER_CLK, MUFU_CLK, HMMA_CLK, FFMA_PER_CLK = 4, 2, 2, 4
+MMA_OCT = 8  # output channels per tensor-core block (kernels/forward_mma.cuh: kMmaOct)
+
+
+def demangle(name: str) -> str:
+    out = subprocess.run(["c++filt", name], capture_output=True, text=True).stdout.strip() or name
+    m = re.search(r"adaptive_conv2d_(\w+?)_kernel(<[^()]*>)?", out)
+    if not m:
+        return out
+    s = m.group(1) + (m.group(2) or "")
+    for a, b in (("__nv_bfloat16", "bf16"), ("__half", "half"), ("long long", "long")):
+        s = s.replace(a, b)
+    return s
+
+
+def read_sass(cuobjdump: str, objs: List[str]) -> Dict[str, List[tuple]]:
+    """kernel -> [(address, opcode line)] of its sm_90 SASS."""
+    kernels: Dict[str, List[tuple]] = {}
+    for obj in objs:
+        text = subprocess.run([cuobjdump, "-sass", "-arch", "sm_90", obj], capture_output=True, text=True,
+                              check=True).stdout
+        cur = None
+        for line in text.splitlines():
+            m = re.search(r"Function : (\S+)", line)
+            if m:
+                cur = demangle(m.group(1))
+                kernels[cur] = []
+                continue
+            m = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
+            if m and cur is not None:
+                kernels[cur].append((int(m.group(1), 16), m.group(2).strip()))
+    return kernels
+
+
+def innermost_loop(code: List[tuple], marker: str) -> Optional[List[str]]:
+    """Instructions of the smallest backward-branch loop that contains `marker`."""
+    best = None
+    for addr, ins in code:
+        m = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", ins)
+        if not m:
+            continue
+        target = int(m.group(1), 16)
+        if target >= addr:
+            continue
+        body = [i for a, i in code if target <= a <= addr]
+        if any(marker in i for i in body) and (best is None or len(body) < len(best)):
+            best = body
+    return best
+
+
+def count(body: List[str]) -> dict:
+    def n(pat: str) -> int:
+        return sum(1 for i in body if re.search(pat, i))
+
+    return {"instr": len(body), "hmma": n(r"\bHMMA\."), "mufu_tanh": n(r"MUFU\.TANH"), "ffma": n(r"\bFFMA\b"),
+            "lds": n(r"\bLDS"), "ldsm": n(r"\bLDSM")}
+
+
+def model(c: dict, useful_tanh: float, tanh_per_clk: int, instr_scale: float = 1.0, hmma_scale: float = 1.0,
+          mufu_scale: float = 1.0) -> dict:
+    cycles = max(c["instr"] * instr_scale / ISSUE_PER_CLK, c["mufu_tanh"] * mufu_scale * MUFU_CLK,
+                 c["hmma"] * hmma_scale * HMMA_CLK, c["ffma"] * instr_scale / FFMA_PER_CLK)
+    floor = useful_tanh / tanh_per_clk
+    return {"cycles": cycles, "floor_cycles": floor, "pct_of_floor": 100.0 * floor / cycles}
+
+
+def forward_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
+    rows = []
+    for shape in SPEC_SHAPES:
+        T = shape.k * shape.k
+        og = shape.O // shape.groups
+        for dtype, tname in (("bfloat16", "bf16"), ("float16", "half"), ("float32", "float")):
+            tanh_per_clk = 16 if dtype == "float32" else 32
+            row = {"shape": shape.name, "dtype": dtype, "k": shape.k, "groups": shape.groups}
+            scalar = f"fwd<{tname}, int, {shape.k}, {shape.k}>"
+            # float32 uses the exact tanhf: one MUFU.EX2 (plus a reciprocal) per tanh.
+            marker = "MUFU.EX2" if dtype == "float32" else "MUFU.TANH"
+            body = innermost_loop(kernels.get(scalar, []), marker)
+            if body:
+                c = count(body)
+                if dtype == "float32":
+                    c["mufu_tanh"] = sum(1 for i in body if re.search(r"MUFU\.(EX2|RCP)", i))
+                tanh_evals = 32 * sum(1 for i in body if marker in i)
+                row["before"] = {"kernel": scalar, **c, **model(c, tanh_evals, tanh_per_clk)}
+            if dtype != "float32":
+                ks = math.ceil((T + 1) / 16)
+                tail = (T - 1) // 8 if T in (1, 9, 25, 49) else -1  # launchers.cuh: pick_fwd_mma
+                name = f"fwd_mma<{tname}, {ks}, {tail}>"
+                body = innermost_loop(kernels.get(name, []), "HMMA")
+                if body:
+                    c = count(body)
+                    oct_ = min(og, MMA_OCT)
+                    first = next(i for i, ins in enumerate(body) if "LDSM" in ins or "HMMA" in ins)
+                    share = (first + (c["instr"] - first) * oct_ / MMA_OCT) / c["instr"]
+                    m = model(c, 16 * T * oct_, tanh_per_clk, instr_scale=share, hmma_scale=oct_ / MMA_OCT,
+                              mufu_scale=oct_ / MMA_OCT)
+                    row["after"] = {"kernel": name, **c, "oct": oct_, **m}
+            mma = "after" in row  # kernels/planner.cuh: every 16-bit shape with T + 1 <= 64
+            chosen = row["after"] if mma else row.get("before")
+            row["planner"] = {"kernel": "tensor-core" if mma else "scalar",
+                              "pct_of_floor": chosen["pct_of_floor"] if chosen else None}
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: List[dict]) -> str:
+    out = ["| shape | dtype | before: kernel | loop instr / MUFU / FFMA | % of floor | after: kernel | "
+           "loop instr / HMMA / MUFU.TANH (16-bit) | % of floor | planner runs | % of floor |",
+           "|---|---|---|---|---:|---|---|---:|---|---:|"]
+    for r in rows:
+        b, a = r.get("before"), r.get("after")
+        bs = (f"`{b['kernel']}` | {b['instr']} / {b['mufu_tanh']} / {b['ffma']} | {b['pct_of_floor']:.0f}%"
+              if b else "- | - | -")
+        as_ = (f"`{a['kernel']}` (oct {a['oct']}) | {a['instr']} / {a['hmma']} / {a['mufu_tanh']} | "
+               f"{a['pct_of_floor']:.0f}%" if a else "unchanged | | ")
+        p = r["planner"]
+        ps = f"{p['kernel']} | {p['pct_of_floor']:.0f}%" if p["pct_of_floor"] is not None else f"{p['kernel']} | -"
+        out.append(f"| {r['shape']} | {r['dtype']} | {bs} | {as_} | {ps} |")
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cuobjdump", required=True)
+    ap.add_argument("--obj", action="append", required=True)
+    ap.add_argument("--md")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    rows = forward_rows(read_sass(args.cuobjdump, args.obj))
+    text = markdown(rows)
+    print(text)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write("Static model of the forward kernels on sm_90 (H100/H200), expected % of the SPEC floor; "
+                    "an upper bound from the SASS instruction mix, not a measurement (benchmarks/static_model.py)."
+                    "\n\n" + text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": __doc__, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+// Shared by every CUDA kernel of adaptive_conv2d: the launch macro, block size, the geometry
+// and per-kernel configurations as the kernels see them, and scalar helpers (conversions,
+// index peeling, fma, tanh).
+#pragma once
+
+#include <algorithm>
+#include <climits>
+#include <type_traits>
+
+#include "../adaptive_conv2d_kernels.cuh"
+
+// Every launch goes through this macro so that testing/emulate_kernels.cpp can run the
+// very same kernels on the CPU (one thread per CUDA thread) where no GPU is available.
+#ifndef ADAPTIVE_CONV_LAUNCH
+#define ADAPTIVE_CONV_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#endif
+
+namespace adaptive_conv_ext {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;  // threads per block, and the most output pixels per tile
+constexpr int64_t kDefaultSmem = 48 * 1024;  // what a block gets without opting in
+constexpr int64_t kMaxGridBlocks = (int64_t(1) << 31) - 1;
+
+// ---------------------------------------------------------------------------------------
+// Geometry as the kernels see it (32-bit: the planner checks every value fits).
+struct Geom {
+  int N, C, H, W, O, G, Cg, Og;
+  int kH, kW, T, Tp;
+  int sH, sW, pH, pW, dH, dW;
+  int Ho, Wo;
+};
+
+struct FwdCfg {
+  int toh, tow, P, bh, bw, box, tiles_h, tiles_w;
+  int oct, n_ot, cch, tt;
+  int off_beta, off_box, off_y;
+  long long items;
+};
+
+struct DxCfg {
+  int toh, tow, P, bh, bw, box, tiles_h, tiles_w;
+  int oq, tt;
+  int off_beta, off_box, off_dbox, off_dxt, off_dxp;
+  int mode;  // DxMode
+  long long items;
+};
+
+struct DwCfg {
+  int toh, tow, P, bh, bw, box, tiles_h, tiles_w;
+  int oq, n_ot, tt, n_tc, ncg, jobs, ks, rs;
+  int off_beta, off_box, off_xcol, off_ds;
+  int mode;  // DwMode
+  long long splits, work_items, items;
+};
+
+// ---------------------------------------------------------------------------------------
+// Scalar helpers.
+__device__ __forceinline__ float to_acc(float v) { return v; }
+__device__ __forceinline__ double to_acc(double v) { return v; }
+__device__ __forceinline__ float to_acc(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_acc(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+struct FromAcc;
+template <>
+struct FromAcc<float> {
+  static __device__ __forceinline__ float cvt(float v) { return v; }
+};
+template <>
+struct FromAcc<double> {
+  static __device__ __forceinline__ double cvt(double v) { return v; }
+};
+template <>
+struct FromAcc<__half> {
+  static __device__ __forceinline__ __half cvt(float v) { return __float2half_rn(v); }
+};
+template <>
+struct FromAcc<__nv_bfloat16> {
+  static __device__ __forceinline__ __nv_bfloat16 cvt(float v) { return __float2bfloat16_rn(v); }
+};
+
+// Peels the fastest-varying coordinate off a flat 64-bit index: 32-bit division while
+// the index fits (64-bit division is a called subroutine: slower and spills around the call).
+__device__ __forceinline__ int peel(long long& r, int d) {
+  int q;
+  if (r <= 0x7fffffffLL) {
+    const unsigned u = static_cast<unsigned>(r);
+    const unsigned qq = u / static_cast<unsigned>(d);
+    q = static_cast<int>(u - qq * static_cast<unsigned>(d));
+    r = qq;
+  } else {
+    q = static_cast<int>(r % d);
+    r /= d;
+  }
+  return q;
+}
+
+// A forward work item: output-channel tile fastest, then tile column, tile row, group, image.
+struct FwdItem {
+  int ot, tx, ty, gi, n;
+};
+__device__ __forceinline__ FwdItem fwd_item(long long item, const FwdCfg& cfg, const Geom& g) {
+  FwdItem it;
+  it.ot = peel(item, cfg.n_ot);
+  it.tx = peel(item, cfg.tiles_w);
+  it.ty = peel(item, cfg.tiles_h);
+  it.gi = peel(item, g.G);
+  it.n = static_cast<int>(item);  // < N after peeling
+  return it;
+}
+
+template <typename T>
+__device__ __forceinline__ T ldg(const T* p) {
+  return __ldg(p);
+}
+
+__device__ __forceinline__ float fma_acc(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+__device__ __forceinline__ double fma_acc(double a, double b, double c) { return __fma_rn(a, b, c); }
+
+// Exact tanh for float32/float64 (the 1e-6 / 1e-12 tolerances need it). The 16-bit
+// types may use the MUFU approximation (max rel. error ~2^-11, inside their 5e-3/2e-2).
+template <bool kFast>
+__device__ __forceinline__ float tanh_acc(float x) {
+#if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 750)
+  if (kFast) {
+    float y;
+    asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+  }
+#endif
+  return tanhf(x);
+}
+template <bool kFast>
+__device__ __forceinline__ double tanh_acc(double x) {
+  return tanh(x);
+}
+
+template <typename scalar_t>
+struct FastTanh {
+  static constexpr bool value = false;
+};
+template <>
+struct FastTanh<__half> {
+  static constexpr bool value = true;
+};
+template <>
+struct FastTanh<__nv_bfloat16> {
+  static constexpr bool value = true;
+};
+
+// 16-byte vector of accumulators, for broadcast loads of Q rows and patch rows from
+// shared memory (rows are padded to a multiple of the vector length, Tp).
+template <typename A, int N>
+struct alignas(16) VecN {
+  A v[N];
+};
+template <typename A>
+struct VecOf {
+  static constexpr int n = 16 / sizeof(A);
+  using type = VecN<A, n>;
+};
+
+}  // namespace
+}  // namespace cuda
+}  // namespace adaptive_conv_ext

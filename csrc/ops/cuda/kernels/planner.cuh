@@ -1,0 +1,381 @@
+// Host-side planner: tiles, shared-memory carve-up, workspaces, index width and which
+// kernel runs, for one call on the current device. Included once, by
+// adaptive_conv2d_kernels.cu (and through it by the CPU emulation).
+#pragma once
+
+#include <vector>
+
+#include "launchers.cuh"
+
+namespace adaptive_conv_ext {
+namespace cuda {
+
+namespace {
+
+int64_t esize_of(DType t) { return t == DType::kFloat64 ? 8 : 4; }  // accumulator bytes
+int64_t pow2ceil(int64_t v) {
+  int64_t p = 1;
+  while (p < v) p <<= 1;
+  return p;
+}
+
+bool static_size(const AdaptiveConvShape& s) {
+  return s.kH == s.kW && (s.kH == 3 || s.kH == 5 || s.kH == 7);
+}
+int static_aw(int64_t k) { return k == 3 ? 9 : (k == 5 ? 25 : 28); }  // 28: 7x7 in two column groups
+
+struct DevLimits {
+  int sms = 1;
+  int64_t optin = kDefaultSmem;
+};
+
+bool query_device(DevLimits* d, std::string* why) {
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  int sms = 0, optin = 0;
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+  if (e != cudaSuccess) {
+    *why = std::string("could not query the CUDA device: ") + cudaGetErrorString(e);
+    return false;
+  }
+  d->sms = std::max(sms, 1);
+  d->optin = std::max<int64_t>(optin, kDefaultSmem);
+  return true;
+}
+
+// Budgets tried in order: stay within the default 48 KB when possible (occupancy),
+// then opt in to more before giving up on a tile shape.
+std::vector<int64_t> budgets(const DevLimits& d) {
+  std::vector<int64_t> b{kDefaultSmem};
+  if (d.optin > 96 * 1024) b.push_back(96 * 1024);
+  if (d.optin > b.back()) b.push_back(d.optin);
+  return b;
+}
+
+// Tile shapes, best first: 256 pixels as wide as the output allows (coalesced rows),
+// then halving the longer side (large strides/dilations make the box too big).
+std::vector<TileGeom> tile_sequence(const AdaptiveConvShape& s, int64_t pixels = kThreads) {
+  std::vector<TileGeom> out;
+  int64_t tow = std::min<int64_t>(pow2ceil(s.Wo), 32);
+  int64_t toh = std::min<int64_t>(pixels / tow, s.Ho);
+  tow = std::min<int64_t>(pow2ceil(s.Wo), pixels / pow2ceil(toh));  // widen short images
+  for (;;) {
+    const int64_t bh = (toh - 1) * s.sH + (s.kH - 1) * s.dH + 1;
+    const int64_t bw = (tow - 1) * s.sW + (s.kW - 1) * s.dW + 1;
+    if (bh < INT_MAX / 4 && bw < INT_MAX / 4 && bh * bw < INT_MAX / 4) {
+      TileGeom t;
+      t.toh = static_cast<int>(toh);
+      t.tow = static_cast<int>(tow);
+      t.bh = static_cast<int>(bh);
+      t.bw = static_cast<int>(bw);
+      t.tiles_h = ceil_div(s.Ho, toh);
+      t.tiles_w = ceil_div(s.Wo, tow);
+      out.push_back(t);
+    }
+    if (toh == 1 && tow == 1) break;
+    if (toh >= tow) {
+      toh = (toh + 1) / 2;
+    } else {
+      tow /= 2;
+    }
+  }
+  return out;
+}
+
+// Chunks of kernel rows: pass 0 keeps all T rows together (required by the static
+// kernels); pass 1 splits them (only huge generic kernels need that).
+std::vector<int64_t> row_chunks(int64_t T, int pass) {
+  std::vector<int64_t> v;
+  if (pass == 0) {
+    v.push_back(T);
+  } else {
+    int64_t last = T;
+    for (int64_t k = 2; k <= T; ++k) {
+      const int64_t tt = ceil_div(T, k);
+      if (tt < last) v.push_back(tt);
+      last = tt;
+      if (tt == 1) break;
+    }
+  }
+  return v;
+}
+
+bool check_ranges(const AdaptiveConvShape& s, std::string* why) {
+  const int64_t lim = int64_t(1) << 30;
+  const bool ok = s.kH >= 1 && s.kW >= 1 && s.N < INT_MAX && s.C < INT_MAX && s.O < INT_MAX && s.H + 2 * s.pH < lim &&
+                  s.W + 2 * s.pW < lim && (s.kH - 1) * s.dH < lim && (s.kW - 1) * s.dW < lim &&
+                  s.sH < lim && s.sW < lim && s.kH * s.kW < (int64_t(1) << 20) &&
+                  s.Ho * s.sH < lim && s.Wo * s.sW < lim;
+  if (!ok) *why = "a size, padding, stride or dilation is too large for the CUDA kernels";
+  return ok;
+}
+
+bool needs_int64(std::initializer_list<int64_t> counts) {
+  for (int64_t c : counts) {
+    if (c >= static_cast<int64_t>(INT_MAX) - 1) return true;
+  }
+  return false;
+}
+
+// The order every planner tries candidates in, best first: whole Q rows before row
+// chunks (pass), larger pixel tiles, the default shared-memory budget before opt-in,
+// more output channels per block (oq). Returns whether fits(tile, budget, oq, tt)
+// accepted one; fits records its plan before saying yes.
+template <typename Fits>
+bool search_plans(int64_t T, const std::vector<TileGeom>& tiles, const std::vector<int64_t>& bud,
+                  int64_t oq_max, Fits&& fits) {
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1 && T == 1) break;
+    for (const TileGeom& t : tiles)
+      for (int64_t budget : bud)
+        for (int64_t oq = oq_max; oq >= 1; --oq)
+          for (int64_t tt : row_chunks(T, pass))
+            if (fits(t, budget, oq, tt)) return true;
+  }
+  return false;
+}
+
+// The tensor-core forward (kernels/forward_mma.cuh): float16/bfloat16, 32-bit indexing,
+// T + 1 <= 64. Shared memory (16-bit elements): Q [oct][cch][16 ks][16 ks + 8] | box
+// [cch][bh * bw + 2]. Returns false when it does not apply or nothing fits (the caller
+// then plans the scalar kernels).
+bool plan_forward_mma(const AdaptiveConvShape& s, const DevLimits& dl, ForwardPlan* plan) {
+  const int64_t T = s.kH * s.kW, Cg = s.C / s.groups, Og = s.O / s.groups;
+  if (T + 1 > mma_k(kMmaMaxKs)) return false;
+  const int64_t ks = ceil_div(T + 1, 16);
+  const int64_t qelems = mma_k(static_cast<int>(ks)) * int64_t(mma_row(static_cast<int>(ks)));
+  const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, kMmaOct));
+  auto bytes_of = [&](const TileGeom& t, int64_t oct, int64_t cch) {
+    return (align_up(oct * cch * qelems, 8) + cch * (int64_t(t.bh) * t.bw + 2)) * 2;
+  };
+  return search_plans(T, tile_sequence(s, kMmaPixels), budgets(dl), oct_max,
+                      [&](const TileGeom& t, int64_t budget, int64_t oct, int64_t tt) {
+    if (tt != T || bytes_of(t, oct, 1) > budget) return false;
+    int64_t cch = 1;
+    while (cch < std::min<int64_t>(Cg, 16) && bytes_of(t, oct, cch + 1) <= budget) ++cch;
+    plan->tile = t;
+    plan->oct = static_cast<int>(oct);
+    plan->cch = static_cast<int>(cch);
+    plan->tt = static_cast<int>(T);
+    plan->static_taps = false;
+    plan->mma = true;
+    plan->mma_ks = static_cast<int>(ks);
+    plan->smem_bytes = static_cast<int>(bytes_of(t, oct, cch));
+    plan->off_beta = 0;
+    plan->off_box = align_up(oct * cch * qelems, 8);
+    plan->off_y = 0;
+    plan->use_int64 = false;
+    return true;
+  });
+}
+
+}  // namespace
+
+bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, std::string* why,
+                  bool allow_mma) {
+  if (!check_ranges(s, why)) return false;
+  const int64_t Cg0 = s.C / s.groups;
+  const bool use_int64 = needs_int64({s.N * s.C * s.H * s.W, s.N * s.O * s.Ho * s.Wo,
+                                      s.O * Cg0 * s.kH * s.kW * s.kH * s.kW});
+  // Compile-time-size kernels exist for 32-bit indexing and the non-float64 types only.
+  const bool allow_static = !use_int64 && dtype != DType::kFloat64;
+  DevLimits dl;
+  if (!query_device(&dl, why)) return false;
+  const int64_t es = esize_of(dtype), vec = 16 / es;
+  const int64_t T = s.kH * s.kW, Tp = align_up(T, vec);
+  const int64_t Cg = s.C / s.groups, Og = s.O / s.groups;
+  const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, 8));
+  *plan = ForwardPlan();
+  const bool sixteen_bit = dtype == DType::kFloat16 || dtype == DType::kBFloat16;
+  if (allow_mma && sixteen_bit && !use_int64 && plan_forward_mma(s, dl, plan)) return true;
+  const auto tiles = tile_sequence(s);
+  const auto bud = budgets(dl);
+
+  // Elements: Q | beta | box | y, each region 16-byte aligned.
+  auto layout = [&](const TileGeom& t, int64_t oct, int64_t cch, int64_t tt, int64_t* ob,
+                    int64_t* ox, int64_t* oy) {
+    const int64_t P = int64_t(t.toh) * t.tow;
+    *ob = oct * cch * tt * Tp;
+    *ox = *ob + align_up(oct * cch * tt, vec);
+    *oy = *ox + align_up(cch * int64_t(t.bh) * t.bw, vec);
+    return (*oy + oct * P) * es;
+  };
+
+  const bool found = search_plans(T, tiles, bud, oct_max, [&](const TileGeom& t, int64_t budget, int64_t oct, int64_t tt) {
+    int64_t ob, ox, oy;
+    if (layout(t, oct, 1, tt, &ob, &ox, &oy) > budget) return false;
+    int64_t cch = 1;
+    if (tt == T) {  // channel chunks only when whole Q rows are staged
+      while (cch < std::min<int64_t>(Cg, 16) && layout(t, oct, cch + 1, tt, &ob, &ox, &oy) <= budget) ++cch;
+    }
+    const int64_t bytes = layout(t, oct, cch, tt, &ob, &ox, &oy);
+    plan->tile = t;
+    plan->oct = static_cast<int>(oct);
+    plan->cch = static_cast<int>(cch);
+    plan->tt = static_cast<int>(tt);
+    plan->static_taps = allow_static && static_size(s) && tt == T;
+    plan->smem_bytes = static_cast<int>(bytes);
+    plan->off_beta = ob;
+    plan->off_box = ox;
+    plan->off_y = oy;
+    plan->use_int64 = use_int64;
+    return true;
+  });
+  if (found) return true;
+  *why = "the dilated kernel is too large for the shared memory of this GPU (not even a 1x1 tile fits)";
+  return false;
+}
+
+namespace {
+
+bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
+                        bool deterministic, bool allow_static, BackwardPlan* plan, std::string* why) {
+  DevLimits dl;
+  if (!query_device(&dl, why)) return false;
+  const int64_t es = esize_of(dtype), vec = 16 / es;
+  const int64_t T = s.kH * s.kW, Tp = align_up(T, vec);
+  const int64_t Cg = s.C / s.groups, Og = s.O / s.groups;
+  const auto tiles = tile_sequence(s);
+  const auto bud = budgets(dl);
+  plan->need_input = need_input;
+  plan->need_weight = need_weight;
+  plan->deterministic = deterministic;
+  int64_t dx_ws = 0, dw_ws = 0, dkb_ws = 0;
+  const int64_t E = s.O * Cg * T * T, Eb = s.O * Cg * T;
+
+  if (need_input) {
+    const int64_t oq_max = std::max<int64_t>(1, std::min<int64_t>(Og, 8));
+    const bool found = search_plans(T, tiles, bud, oq_max, [&](const TileGeom& t, int64_t budget, int64_t oq, int64_t tt) {
+      const int64_t P = int64_t(t.toh) * t.tow, box = int64_t(t.bh) * t.bw;
+      const bool st = allow_static && static_size(s) && tt == T;
+      const int64_t ob = oq * tt * Tp;
+      const int64_t ox = ob + align_up(oq * tt, vec);
+      const int64_t od = ox + align_up(box, vec);
+      const int64_t ot = od + align_up(box, vec);
+      const int64_t op = ot + P * Tp;
+      const int64_t bytes = (op + (st ? 0 : P * Tp)) * es;
+      if (bytes > budget) return false;
+      plan->xtile = t;
+      plan->x_oq = static_cast<int>(oq);
+      plan->x_tt = static_cast<int>(tt);
+      plan->x_static = st;
+      plan->x_smem = static_cast<int>(bytes);
+      plan->x_off_beta = ob;
+      plan->x_off_box = ox;
+      plan->x_off_dbox = od;
+      plan->x_off_dxt = ot;
+      plan->x_off_dxp = op;
+      return true;
+    });
+    if (!found) {
+      *why = "the dilated kernel is too large for the shared memory of this GPU (grad_input)";
+      return false;
+    }
+    const TileGeom& t = plan->xtile;
+    if (t.tiles_h * t.tiles_w == 1) {
+      plan->dx_mode = DxMode::kStore;  // one block per (n, c): no overlap between blocks
+      plan->dx_zero_init = true;       // input positions outside the box stay zero
+    } else if (deterministic) {
+      plan->dx_mode = DxMode::kWorkspace;
+      plan->dx_zero_init = false;  // the gather kernel writes every element
+      dx_ws = s.N * t.tiles_h * t.tiles_w * s.C * int64_t(t.bh) * t.bw;
+    } else {
+      plan->dx_mode = DxMode::kAtomic;
+      plan->dx_zero_init = true;
+    }
+  }
+
+  if (need_weight) {
+    const int64_t oq_max = std::max<int64_t>(1, std::min<int64_t>(Og, 32));
+    const bool found = search_plans(T, tiles, bud, oq_max, [&](const TileGeom& t, int64_t budget, int64_t oq, int64_t tt) {
+      const int64_t P = int64_t(t.toh) * t.tow, box = int64_t(t.bh) * t.bw;
+      const bool st = allow_static && static_size(s) && tt == T;
+      const int64_t aw = st ? static_aw(s.kH) : 8;
+      const int64_t ncg = ceil_div(T, aw);
+      const int64_t jobs = oq * tt * ncg;
+      if (jobs > kThreads) return false;
+      const int64_t ks = kThreads / jobs;
+      const int64_t rs = (oq * tt) | 1;  // odd row stride: conflict-free dsigma writes
+      const int64_t ob = oq * tt * Tp;
+      const int64_t ox = ob + align_up(oq * tt, vec);
+      const int64_t oc = ox + align_up(box, vec);
+      const int64_t od = oc + P * Tp;
+      const int64_t tail = std::max((P * Tp + P * rs) * es, ks * jobs * (aw + 1) * 8);
+      const int64_t bytes = oc * es + align_up(tail, 16);
+      if (bytes > budget) return false;
+      plan->wtile = t;
+      plan->w_oq = static_cast<int>(oq);
+      plan->w_tt = static_cast<int>(tt);
+      plan->w_aw = static_cast<int>(aw);
+      plan->w_ncg = static_cast<int>(ncg);
+      plan->w_jobs = static_cast<int>(jobs);
+      plan->w_ks = static_cast<int>(ks);
+      plan->w_rs = static_cast<int>(rs);
+      plan->w_static = st;
+      plan->w_smem = static_cast<int>(bytes);
+      plan->w_off_beta = ob;
+      plan->w_off_box = ox;
+      plan->w_off_xcol = oc;
+      plan->w_off_ds = od;
+      return true;
+    });
+    if (!found) {
+      *why = "the dilated kernel is too large for the shared memory of this GPU (grad_weight)";
+      return false;
+    }
+    const TileGeom& t = plan->wtile;
+    const int64_t work = s.N * t.tiles_h * t.tiles_w;
+    const int64_t base = ceil_div(Og, plan->w_oq) * ceil_div(T, plan->w_tt) * s.C;
+    // Enough blocks to fill the GPU a few times over; each split adds one partial per entry.
+    int64_t splits = std::max<int64_t>(1, ceil_div(4 * int64_t(dl.sms), std::max<int64_t>(base, 1)));
+    splits = std::min<int64_t>(splits, std::max<int64_t>(work, 1));
+    if (deterministic) {  // cap the per-split workspace at 256 MB
+      const int64_t cap = std::max<int64_t>(1, (int64_t(256) << 20) / (8 * std::max<int64_t>(E + Eb, 1)));
+      splits = std::min(splits, cap);
+    }
+    plan->w_splits = splits;
+    if (splits == 1) {
+      plan->dw_mode = DwMode::kStore;
+      plan->dw_zero_init = work == 0;
+    } else if (deterministic) {
+      plan->dw_mode = DwMode::kWorkspace;
+      plan->dw_zero_init = false;
+      dw_ws = splits * E;
+      dkb_ws = splits * Eb;
+    } else {
+      plan->dw_mode = DwMode::kAtomic;
+      plan->dw_zero_init = true;
+    }
+  }
+
+  plan->dx_ws_elems = dx_ws;
+  plan->dw_ws_elems = dw_ws;
+  plan->dkb_ws_elems = dkb_ws;
+  plan->use_int64 = needs_int64({s.N * s.C * s.H * s.W, s.N * s.O * s.Ho * s.Wo, E, dx_ws, dw_ws});
+  return true;
+}
+
+}  // namespace
+
+bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
+                   bool deterministic, BackwardPlan* plan, std::string* why) {
+  if (!check_ranges(s, why)) return false;
+  const int64_t E = s.O * (s.C / s.groups) * s.kH * s.kW * s.kH * s.kW;
+  const bool big = needs_int64({s.N * s.C * s.H * s.W, s.N * s.O * s.Ho * s.Wo, E});
+  // Compile-time-size kernels exist for 32-bit indexing and the non-float64 types only;
+  // the workspaces can push a problem to 64-bit indexing, so re-plan without them then.
+  if (!plan_backward_impl(dtype, s, need_input, need_weight, deterministic,
+                          !big && dtype != DType::kFloat64, plan, why)) {
+    return false;
+  }
+  if (plan->use_int64 && (plan->x_static || plan->w_static)) {
+    *plan = BackwardPlan();
+    if (!plan_backward_impl(dtype, s, need_input, need_weight, deterministic, false, plan, why)) return false;
+    plan->use_int64 = true;  // keep the wide indices even if the generic plan's workspaces shrank
+  }
+  return true;
+}
+
+}  // namespace cuda
+}  // namespace adaptive_conv_ext

@@ -1,0 +1,109 @@
+// Shared-memory staging of input boxes and Q rows (all threads of a block), and sigma of
+// one Q row against a patch held in registers.
+#pragma once
+
+#include "common.cuh"
+
+namespace adaptive_conv_ext {
+namespace cuda {
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Shared-memory staging, all threads of the block.
+
+// Input box of `nch` channels starting at absolute channel c_first, zero outside the image.
+template <typename dst_t, typename scalar_t>
+__device__ __forceinline__ dst_t stage_cvt(scalar_t v) {
+  if constexpr (std::is_same<dst_t, scalar_t>::value) {
+    return v;  // the tensor-core kernels stage 16-bit values as they are
+  } else {
+    return to_acc(v);
+  }
+}
+
+// Channel c of the box goes to xs[c * cstride ...] (cstride >= bh * bw), as dst_t: the
+// accumulator type (scalar kernels) or the input's own 16-bit type (tensor-core kernels).
+template <typename index_t, typename scalar_t, typename dst_t>
+__device__ __forceinline__ void stage_box(dst_t* __restrict__ xs, const scalar_t* __restrict__ input,
+                                          const Geom& g, int n, int c_first, int nch, int ih0,
+                                          int iw0, int bh, int bw, int cstride) {
+  const int box = bh * bw;
+  const int total = nch * box;
+  for (int i = threadIdx.x; i < total; i += kThreads) {
+    const int c = i / box;
+    const int rr = i - c * box;
+    const int y = rr / bw;
+    const int x = rr - y * bw;
+    const int ih = ih0 + y;
+    const int iw = iw0 + x;
+    dst_t v{};
+    if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
+      v = stage_cvt<dst_t>(ldg(input + ((static_cast<index_t>(n) * g.C + (c_first + c)) * g.H + ih) * g.W + iw));
+    }
+    xs[c * cstride + rr] = v;
+  }
+}
+template <typename index_t, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void stage_box(acc_t* __restrict__ xs, const scalar_t* __restrict__ input,
+                                          const Geom& g, int n, int c_first, int nch, int ih0,
+                                          int iw0, int bh, int bw) {
+  stage_box<index_t>(xs, input, g, n, c_first, nch, ih0, iw0, bh, bw, bh * bw);
+}
+
+// Q rows and beta for output channels [o_first, o_first+no) (absolute), local input
+// channels [c0, c0+nc), kernel rows [t0, t0+nt). Row r = (ol*nc + cl)*nt + tl, Tp wide
+// (padding zeroed).
+template <typename index_t, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void stage_q(acc_t* __restrict__ qs, acc_t* __restrict__ bs,
+                                        const scalar_t* __restrict__ weight,
+                                        const scalar_t* __restrict__ kbias, const Geom& g,
+                                        int o_first, int no, int c0, int nc, int t0, int nt,
+                                        int T, int Tp) {
+  const int rows = no * nc * nt;
+  const int per_o = nc * nt;
+  for (int i = threadIdx.x; i < rows * Tp; i += kThreads) {
+    const int r = i / Tp;
+    const int a = i - r * Tp;
+    acc_t v = acc_t(0);
+    if (a < T) {
+      const int ol = r / per_o;
+      const int rem = r - ol * per_o;
+      const int cl = rem / nt;
+      const int tl = rem - cl * nt;
+      v = to_acc(ldg(weight + ((static_cast<index_t>(o_first + ol) * g.Cg + (c0 + cl)) * T + (t0 + tl)) * T + a));
+    }
+    qs[i] = v;
+  }
+  for (int r = threadIdx.x; r < rows; r += kThreads) {
+    acc_t v = acc_t(0);
+    if (kbias != nullptr) {
+      const int ol = r / per_o;
+      const int rem = r - ol * per_o;
+      const int cl = rem / nt;
+      const int tl = rem - cl * nt;
+      v = to_acc(ldg(kbias + (static_cast<index_t>(o_first + ol) * g.Cg + (c0 + cl)) * T + (t0 + tl)));
+    }
+    bs[r] = v;
+  }
+}
+
+// sigma for one Q row of a compile-time-size kernel, patch in registers.
+template <int kT, int kTp, typename acc_t>
+__device__ __forceinline__ acc_t sigma_static(const acc_t* __restrict__ qrow, acc_t beta,
+                                              const acc_t (&xr)[kT]) {
+  using V = VecOf<acc_t>;
+  acc_t s = beta;
+#pragma unroll
+  for (int v = 0; v < kTp / V::n; ++v) {
+    const typename V::type qv = *reinterpret_cast<const typename V::type*>(qrow + v * V::n);
+#pragma unroll
+    for (int j = 0; j < V::n; ++j) {
+      if (v * V::n + j < kT) s = fma_acc(qv.v[j], xr[v * V::n + j], s);
+    }
+  }
+  return s;
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace adaptive_conv_ext

@@ -1,0 +1,183 @@
+// Unit tests of the CPU models of the PTX instructions (testing/ptx/*.h) that the emulated
+// tensor-core kernels run on: each model against a naive computation, with the fragments
+// built from the lane's side exactly as the PTX ISA states them (kernels/ptx.cuh).
+//
+//   g++ -std=c++20 -O1 -pthread -I/usr/local/cuda/include -Icsrc
+//       csrc/ops/cuda/testing/test_ptx.cpp -o /tmp/test_ptx && /tmp/test_ptx
+#include "emu_runtime.h"
+// clang-format off
+#include "ops/cuda/kernels/ptx.cuh"
+// clang-format on
+
+#include <atomic>
+#include <random>
+#include <string>
+
+namespace ptx = adaptive_conv_ext::cuda::ptx;
+
+std::atomic<int> g_bad{0};
+int g_failed_tests = 0;
+
+void expect(bool ok, const char* what, int lane) {
+  if (!ok && g_bad.fetch_add(1) < 8) std::printf("    lane %d: %s\n", lane, what);
+}
+
+void run_warp(const char* name, const std::function<void()>& body) {
+  g_bad = 0;
+  emu::launch(1, 32, 0, body);
+  std::printf("%s %s\n", g_bad == 0 ? "ok  " : "FAIL", name);
+  if (g_bad != 0) ++g_failed_tests;
+}
+
+// mma.m16n8k16 against a naive product, fragments from the lane's side.
+template <typename T>
+void test_mma(const char* name, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  float A[16][16], B[16][8], C[16][8];
+  for (auto& r : A) for (float& v : r) v = ptx::to_float(ptx::from_float<T>(nd(rng)));
+  for (auto& r : B) for (float& v : r) v = ptx::to_float(ptx::from_float<T>(nd(rng)));
+  for (auto& r : C) for (float& v : r) v = nd(rng);
+  run_warp(name, [&] {
+    const int lane = emu::lane_id(), g = lane / 4, t = lane % 4;
+    auto p = [](float lo, float hi) { return ptx::pack2f<T>(lo, hi); };
+    const uint32_t a[4] = {p(A[g][2 * t], A[g][2 * t + 1]), p(A[g + 8][2 * t], A[g + 8][2 * t + 1]),
+                           p(A[g][2 * t + 8], A[g][2 * t + 9]), p(A[g + 8][2 * t + 8], A[g + 8][2 * t + 9])};
+    const uint32_t b0 = p(B[2 * t][g], B[2 * t + 1][g]), b1 = p(B[2 * t + 8][g], B[2 * t + 9][g]);
+    float d[4] = {C[g][2 * t], C[g][2 * t + 1], C[g + 8][2 * t], C[g + 8][2 * t + 1]};
+    ptx::mma_m16n8k16<T>(d, a, b0, b1);
+    const int rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+    for (int i = 0; i < 4; ++i) {
+      double ref = C[rows[i]][cols[i]], mag = std::fabs(ref);
+      for (int k = 0; k < 16; ++k) {
+        ref += double(A[rows[i]][k]) * B[k][cols[i]];
+        mag += std::fabs(double(A[rows[i]][k]) * B[k][cols[i]]);
+      }
+      expect(std::fabs(d[i] - ref) <= 1e-6 * mag, "D != A*B + C", lane);
+    }
+  });
+}
+
+// ldmatrix.x4: register i of lane (g, t) = row g, columns 2t, 2t+1 of matrix i.
+void test_ldmatrix() {
+  constexpr int kStride = 24;  // elements per row: 48 bytes, as the kernel pads its rows
+  alignas(16) static uint16_t sm[4 * 8 * kStride];
+  for (int i = 0; i < 4 * 8 * kStride; ++i) sm[i] = 0xdead;
+  auto val = [](int m, int r, int c) { return static_cast<uint16_t>(m * 64 + r * 8 + c); };
+  for (int m = 0; m < 4; ++m)
+    for (int r = 0; r < 8; ++r)
+      for (int c = 0; c < 8; ++c) sm[(m * 8 + r) * kStride + c] = val(m, r, c);
+  run_warp("ldmatrix.x4 fragment layout", [&] {
+    const int lane = emu::lane_id(), g = lane / 4, t = lane % 4;
+    uint32_t r[4];
+    ptx::ldmatrix_x4(r, sm + ((lane / 8) * 8 + lane % 8) * kStride);
+    for (int m = 0; m < 4; ++m) {
+      expect((r[m] & 0xffff) == val(m, g, 2 * t) && (r[m] >> 16) == val(m, g, 2 * t + 1), "wrong element", lane);
+    }
+  });
+}
+
+// The kernel's use: B (K x N) stored as rows n of K contiguous values (Q[uv][u'v']), read
+// with ldmatrix.x4 as the b0/b1 registers of two n8 tiles, times A, equals the product.
+template <typename T>
+void test_ldmatrix_mma(const char* name, unsigned seed) {
+  constexpr int kK = 32, kRow = kK + 8;  // two k16 steps, padded rows as in the kernel
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  alignas(16) static T bs[16 * kRow];
+  float A[16][kK], B[kK][16];
+  for (auto& r : A) for (float& v : r) v = ptx::to_float(ptx::from_float<T>(nd(rng)));
+  for (int k = 0; k < kK; ++k)
+    for (int n = 0; n < 16; ++n) {
+      B[k][n] = ptx::to_float(ptx::from_float<T>(nd(rng)));
+      bs[n * kRow + k] = ptx::from_float<T>(B[k][n]);
+    }
+  run_warp(name, [&] {
+    const int lane = emu::lane_id(), g = lane / 4, t = lane % 4;
+    float d[2][4] = {};
+    for (int ks = 0; ks < kK / 16; ++ks) {
+      const int c0 = 16 * ks;
+      auto p = [](float lo, float hi) { return ptx::pack2f<T>(lo, hi); };
+      const uint32_t a[4] = {p(A[g][c0 + 2 * t], A[g][c0 + 2 * t + 1]), p(A[g + 8][c0 + 2 * t], A[g + 8][c0 + 2 * t + 1]),
+                             p(A[g][c0 + 2 * t + 8], A[g][c0 + 2 * t + 9]),
+                             p(A[g + 8][c0 + 2 * t + 8], A[g + 8][c0 + 2 * t + 9])};
+      uint32_t b[4];  // matrices: (n-tile 0, k lo), (n-tile 0, k hi), (n-tile 1, k lo), (n-tile 1, k hi)
+      ptx::ldmatrix_x4(b, bs + ((lane & 7) + 8 * (lane >> 4)) * kRow + c0 + 8 * ((lane >> 3) & 1));
+      ptx::mma_m16n8k16<T>(d[0], a, b[0], b[1]);
+      ptx::mma_m16n8k16<T>(d[1], a, b[2], b[3]);
+    }
+    for (int nt = 0; nt < 2; ++nt)
+      for (int i = 0; i < 4; ++i) {
+        const int row = g + 8 * (i / 2), col = nt * 8 + 2 * t + i % 2;
+        double ref = 0, mag = 0;
+        for (int k = 0; k < kK; ++k) {
+          ref += double(A[row][k]) * B[k][col];
+          mag += std::fabs(double(A[row][k]) * B[k][col]);
+        }
+        expect(std::fabs(d[nt][i] - ref) <= 1e-6 * mag, "ldmatrix B x A != product", lane);
+      }
+  });
+}
+
+// tanh.approx.x2: each half is tanh of that half, within two units in the last place
+// (the model's one ulp plus rounding), halves independent and in order.
+template <typename T>
+void test_tanh2(const char* name) {
+  run_warp(name, [&] {
+    const int lane = emu::lane_id();
+    const float ulp = std::is_same<T, __half>::value ? 1.f / 1024 : 1.f / 128;
+    for (int i = lane; i < 4096; i += 32) {
+      const float xlo = -6.f + 12.f * i / 4096, xhi = 0.37f - 5.f * i / 4096;
+      const uint32_t r = ptx::pack2f<T>(xlo, xhi);
+      const uint32_t y = ptx::tanh2<T>(r);
+      const float elo = std::tanh(ptx::lo_float<T>(r)), ehi = std::tanh(ptx::hi_float<T>(r));
+      expect(std::fabs(ptx::lo_float<T>(y) - elo) <= 2 * ulp * std::max(std::fabs(elo), 1e-3f), "low half", lane);
+      expect(std::fabs(ptx::hi_float<T>(y) - ehi) <= 2 * ulp * std::max(std::fabs(ehi), 1e-3f), "high half", lane);
+      expect(std::fabs(ptx::lo_float<T>(y)) <= 1.f && std::fabs(ptx::hi_float<T>(y)) <= 1.f, "|tanh| > 1", lane);
+    }
+  });
+}
+
+void test_cp_async() {
+  alignas(16) static unsigned char src[64], dst[64];
+  for (int i = 0; i < 64; ++i) src[i] = static_cast<unsigned char>(i + 1);
+  std::memset(dst, 0xee, 64);
+  run_warp("cp.async 4/8/16 bytes, zero-fill", [&] {
+    const int lane = emu::lane_id();
+    if (lane == 0) ptx::cp_async<16>(dst, src, true);
+    if (lane == 1) ptx::cp_async<8>(dst + 16, src + 16, true);
+    if (lane == 2) ptx::cp_async<4>(dst + 24, src + 24, true);
+    if (lane == 3) ptx::cp_async<16>(dst + 32, src + 32, false);
+    ptx::cp_async_commit();
+    ptx::cp_async_wait_all();
+    emu::g_warps[0]->bar.wait();
+    for (int i = 0; i < 28; ++i) expect(dst[i] == src[i], "copied byte", lane);
+    for (int i = 28; i < 32; ++i) expect(dst[i] == 0xee, "byte outside the copies", lane);
+    for (int i = 32; i < 48; ++i) expect(dst[i] == 0, "zero-filled byte", lane);
+  });
+}
+
+void test_shfl_xor() {
+  run_warp("shfl.bfly (quad reduction)", [&] {
+    const int lane = emu::lane_id();
+    float v = static_cast<float>(lane);
+    v += ptx::shfl_xor(v, 1);
+    v += ptx::shfl_xor(v, 2);
+    const int q = lane & ~3;
+    expect(v == static_cast<float>(4 * q + 6), "quad sum", lane);
+  });
+}
+
+int main() {
+  test_mma<__half>("mma.m16n8k16 f16 fragment layout vs naive product", 1);
+  test_mma<__nv_bfloat16>("mma.m16n8k16 bf16 fragment layout vs naive product", 2);
+  test_ldmatrix();
+  test_ldmatrix_mma<__half>("ldmatrix.x4 B operand + mma f16 vs naive product (k = 32)", 3);
+  test_ldmatrix_mma<__nv_bfloat16>("ldmatrix.x4 B operand + mma bf16 vs naive product (k = 32)", 4);
+  test_tanh2<__half>("tanh.approx.f16x2 model vs tanh");
+  test_tanh2<__nv_bfloat16>("tanh.approx.bf16x2 model vs tanh");
+  test_cp_async();
+  test_shfl_xor();
+  std::printf("%s: %d failed instruction test(s)\n", g_failed_tests ? "FAILED" : "PASSED", g_failed_tests);
+  return g_failed_tests ? 1 : 0;
+}
