@@ -84,10 +84,13 @@ def test_third_order_matches_reference():
 
 def test_triton_gradient_penalty_in_interpreter():
     pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1")
+    tests = os.path.dirname(os.path.abspath(__file__))
+    # The worker imports the package of this checkout, whatever an editable install points at.
+    path = os.pathsep.join([os.path.dirname(tests), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=path)
     proc = subprocess.run(
         [sys.executable, __file__, "--triton-worker"], env=env, capture_output=True, text=True,
-        cwd=os.path.dirname(os.path.abspath(__file__)), timeout=600,
+        cwd=tests, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     errors = json.loads(proc.stdout.strip().splitlines()[-1])
