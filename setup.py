@@ -103,6 +103,7 @@ class BuildWithIsaFlags(BuildExtension):
         def compile_concurrently(*args, **kwargs):
             pending.clear()
             objects = compile_all(*args, **kwargs)  # runs the hooks: records, compiles nothing
+            pending.sort(key=lambda job: not job[0].endswith(".cu"))  # the slowest (nvcc) start first
             run_concurrently(pending)
             return objects
 
@@ -112,8 +113,8 @@ class BuildWithIsaFlags(BuildExtension):
 
 
 def run_concurrently(compiles):
-    """Runs the recorded (source, thunk) compiles, MAX_JOBS at a time; raises the
-    first failure after the others have finished."""
+    """Runs the recorded (source, thunk) compiles, MAX_JOBS at a time; once all have
+    finished, raises one CompileError naming every file that failed."""
     jobs = max(1, min(len(compiles), int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1)))
     print(f"adaptive_conv_ext: compiling {len(compiles)} file(s), {jobs} at a time (MAX_JOBS)", flush=True)
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
