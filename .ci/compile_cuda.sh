@@ -47,7 +47,7 @@ compile_one() {
 export -f compile_one
 
 if [ "${COMPILE_CUDA_NVCC:-1}" = "0" ]; then
-  echo "compile_cuda: nvcc compile skipped (COMPILE_CUDA_NVCC=0: the full CUDA build compiled them)"
+  echo "compile_cuda: nvcc compile skipped (COMPILE_CUDA_NVCC=0: the full CUDA extension build compiles them)"
 else
   status=0
   printf '%s\n' "${files[@]}" | xargs -P "$jobs" -I{} bash -c 'compile_one "$@"' _ {} "$tmp" || status=1
