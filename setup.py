@@ -2,12 +2,15 @@
 installed torch has CUDA and nvcc is found. Install with `pip install .`
 (on a machine without network: `pip install --no-build-isolation .`)."""
 
+import concurrent.futures
+import copy
 import glob
 import os
 import platform
 
 import torch
 from setuptools import find_packages, setup
+from setuptools.errors import CompileError
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -75,20 +78,51 @@ def extensions():
 
 
 class BuildWithIsaFlags(BuildExtension):
-    """BuildExtension that adds ISA_FLAGS to the one file each belongs to.
+    """BuildExtension that adds ISA_FLAGS to the one file each belongs to, and
+    compiles the files concurrently (MAX_JOBS at a time, default: all cores).
 
     setuptools compiles every source with the same flags, so the per-file flags
-    go in through the compiler's single-file hook (hence no ninja)."""
+    go in through the compiler's single-file hook (hence no ninja). That hook runs
+    one file at a time; here it only records each compile (with a snapshot of the
+    compiler, whose executable torch swaps between g++ and nvcc per file), and the
+    recorded compiles then run in a thread pool."""
 
     def build_extensions(self):
-        compile_one = self.compiler._compile
+        compiler = self.compiler
+        compile_unbound = type(compiler)._compile
+        pending = []  # (source, compile thunk) recorded by the hook below
 
-        def compile_with_isa(obj, src, ext, cc_args, extra_postargs, pp_opts):
+        def record_compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
             flags = next((f for suffix, f in ISA_FLAGS.items() if src.endswith(suffix)), [])
-            return compile_one(obj, src, ext, cc_args, list(extra_postargs) + flags, pp_opts)
+            snapshot = copy.copy(compiler)  # compiler_so as torch set it for this file
+            args = (obj, src, ext, list(cc_args), list(extra_postargs) + flags, pp_opts)
+            pending.append((src, lambda: compile_unbound(snapshot, *args)))
 
-        self.compiler._compile = compile_with_isa
+        compile_all = compiler.compile
+
+        def compile_concurrently(*args, **kwargs):
+            pending.clear()
+            objects = compile_all(*args, **kwargs)  # runs the hooks: records, compiles nothing
+            pending.sort(key=lambda job: not job[0].endswith(".cu"))  # the slowest (nvcc) start first
+            run_concurrently(pending)
+            return objects
+
+        compiler._compile = record_compile
+        compiler.compile = compile_concurrently
         super().build_extensions()
+
+
+def run_concurrently(compiles):
+    """Runs the recorded (source, thunk) compiles, MAX_JOBS at a time; once all have
+    finished, raises one CompileError naming every file that failed."""
+    jobs = max(1, min(len(compiles), int(os.environ.get("MAX_JOBS") or os.cpu_count() or 1)))
+    print(f"adaptive_conv_ext: compiling {len(compiles)} file(s), {jobs} at a time (MAX_JOBS)", flush=True)
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        futures = [(src, pool.submit(thunk)) for src, thunk in compiles]
+    failed = [(src, f.exception()) for src, f in futures if f.exception() is not None]
+    if failed:
+        raise CompileError(f"{len(failed)} file(s) failed to compile: "
+                           + "; ".join(f"{src}: {exc}" for src, exc in failed))
 
 
 setup(

@@ -30,19 +30,65 @@ _MMA_16BIT = {(7, 0): 512, (7, 5): 512, (8, 0): 1024, (8, 6): 512, (8, 7): 512, 
               (9, 0): 2048, (10, 0): 4096}
 
 
+CU_DEVICE_ATTRIBUTE_CLOCK_RATE = 13  # = cudaDevAttrClockRate: the peak SM clock, kHz
+
+
+def _clock_from_properties(index: int) -> int:
+    # cudaDeviceProp.clockRate: gone in CUDA 13, so torch built for it has no clock_rate
+    return getattr(torch.cuda.get_device_properties(index), "clock_rate", 0) or 0
+
+
+def _clock_from_driver(index: int) -> int:
+    """cuDeviceGetAttribute(CU_DEVICE_ATTRIBUTE_CLOCK_RATE): the CUDA 13 way (the runtime's
+    cudaDeviceGetAttribute(cudaDevAttrClockRate) reads the same attribute)."""
+    import ctypes
+
+    cuda = ctypes.CDLL("libcuda.so.1")
+    dev, value = ctypes.c_int(), ctypes.c_int()
+    for rc in (cuda.cuInit(0), cuda.cuDeviceGet(ctypes.byref(dev), index),
+               cuda.cuDeviceGetAttribute(ctypes.byref(value), CU_DEVICE_ATTRIBUTE_CLOCK_RATE, dev)):
+        if rc != 0:
+            raise RuntimeError(f"CUDA driver error {rc}")
+    return value.value
+
+
+def _clock_from_nvidia_smi(index: int) -> int:
+    import subprocess
+
+    out = subprocess.run(["nvidia-smi", f"--id={index}", "--query-gpu=clocks.max.sm",
+                          "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=30,
+                         check=True).stdout
+    return int(float(out.split()[0])) * 1000  # MHz
+
+
+# Tried in this order; the first that gives a clock is recorded as the source.
+CLOCK_SOURCES = (
+    ("torch device properties (clock_rate)", _clock_from_properties),
+    ("cuDeviceGetAttribute(CU_DEVICE_ATTRIBUTE_CLOCK_RATE)", _clock_from_driver),
+    ("nvidia-smi clocks.max.sm", _clock_from_nvidia_smi),
+)
+
+
+def sm_clock_khz(index: int = 0):
+    """(peak SM clock in kHz, where it came from); (0, 'unknown: ...') if no source gives one."""
+    failures = []
+    for source, read in CLOCK_SOURCES:
+        try:
+            khz = int(read(index) or 0)
+        except Exception as exc:  # noqa: BLE001 - the next source is tried
+            failures.append(f"{source}: {type(exc).__name__}: {exc}")
+            continue
+        if 0 < khz < 100_000:  # a value in MHz (no GPU runs below 100 MHz)
+            khz *= 1000
+        if khz > 0:
+            return khz, source
+        failures.append(f"{source}: no value")
+    return 0, "unknown: " + "; ".join(failures)
+
+
 def gpu_info(index: int = 0) -> dict:
     props = torch.cuda.get_device_properties(index)
-    clock_khz, source = getattr(props, "clock_rate", 0) or 0, "torch device properties"
-    if not clock_khz:
-        try:  # Triton asks the driver for the same attribute
-            from triton.runtime import driver
-
-            clock_khz = driver.active.utils.get_device_properties(index)["sm_clock_rate"]
-            source = "triton driver"
-        except Exception:  # noqa: BLE001
-            clock_khz, source = 0, "unknown"
-    if 0 < clock_khz < 100_000:  # a value in MHz (no GPU runs below 100 MHz)
-        clock_khz *= 1000
+    clock_khz, source = sm_clock_khz(index)
     return {
         "name": props.name,
         "capability": [props.major, props.minor],

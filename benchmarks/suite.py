@@ -215,6 +215,11 @@ def run(argv=None) -> Tuple[dict, dict]:
         },
         "cases": [],
     }
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{args.device}-{_slug(dev['name'])}_{started:%Y%m%d-%H%M%S}" + ("_quick" if args.quick else "") + \
+        (f"_{_slug(args.tag)}" if args.tag else "")
+    paths = {"json": str(out_dir / f"{stem}.json"), "md": str(out_dir / f"{stem}.md")}
     tasks = len(args.dtypes) * len(args.shapes) * len(args.backends)
     bar = tqdm(total=tasks, desc="benchmarks", unit="run", file=sys.stderr, disable=args.no_progress,
                dynamic_ncols=True)
@@ -260,18 +265,14 @@ def run(argv=None) -> Tuple[dict, dict]:
             case["loadavg_1min_end"] = _load1()
             _finish_case(case, outputs, floor)
             results["cases"].append(case)
+            write_json(paths["json"], results)  # after every case: a run cut short keeps what it finished
             del inp, outputs
     bar.close()
     results["wall_s"] = time.perf_counter() - t_start
     dev["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{args.device}-{_slug(dev['name'])}_{started:%Y%m%d-%H%M%S}" + ("_quick" if args.quick else "") + \
-        (f"_{_slug(args.tag)}" if args.tag else "")
-    paths = {"json": str(out_dir / f"{stem}.json"), "md": str(out_dir / f"{stem}.md")}
-    with open(paths["json"], "w") as f:
-        json.dump(results, f, indent=1)
+    results["complete"] = True
+    write_json(paths["json"], results)
     with open(paths["md"], "w") as f:
         f.write(header_md(results) + "\n\n" + report.markdown_table(results) + "\n")
     if not args.no_plot:
@@ -282,6 +283,18 @@ def run(argv=None) -> Tuple[dict, dict]:
     print(report.text_table(results))
     print(f"\n{len(results['cases'])} cases in {results['wall_s']:.0f} s; wrote " + ", ".join(paths.values()))
     return results, paths
+
+
+def write_json(path: str, results: dict) -> None:
+    """Writes the results so far ("complete": false until the last case), atomically:
+    the file on disk is always whole JSON, even if the run is killed mid-write."""
+    results.setdefault("complete", False)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def header_md(results: dict) -> str:

@@ -1,136 +1,177 @@
 #!/usr/bin/env bash
-# One GPU session, run from the repository root on the GPU machine (Python 3.12,
-# torch 2.11.0+cu130, nvcc 13.0, no network):
-#   1. build and install the extension for sm_90 (pip, no build isolation);
-#   2. check that the native CUDA kernels are registered (else the CUDA tests would skip);
-#   3. pytest -x -q tests/                                   -> $OUT/tests.log
-#   4. compute-sanitizer memcheck, then racecheck, on a small forward+backward
-#   5. python -m benchmarks --device cuda --out $OUT
-# Steps 1, 2, 4 and 5 log to $OUT/session.log (few files: $OUT holds at most 8).
-# Every step runs even if an earlier one failed; $OUT/summary.txt lists each step's
-# status; the exit code is non-zero if any step failed. Steps share a wall-clock budget
-# (GPU_SESSION_BUDGET_S, default 540 s); each is cut off by `timeout` at its share.
+# One GPU session, verdict first, at most 480 s of wall time including the build. Run it
+# from the repository root on the GPU machine (Python 3.12, torch 2.11.0+cu130, nvcc 13.0,
+# no network):   OUT=/some/dir bash scripts/gpu_session.sh
+# Plan only (no GPU needed; the caps and their total):   bash scripts/gpu_session.sh --dry-run
+#
+# Steps, in order (each under `timeout` at its own cap, every one runs even if an earlier
+# one failed):
+#   build        parallel build for this GPU's arch only, in place (setup.py build_ext)
+#   register     every op has CUDA, CPU and Meta kernels (else the CUDA tests would skip)
+#   tests        tests/test_cuda.py and the Triton GPU tests, no -x  -> $OUT/junit.xml
+#   bench-mid64  mid-64 forward and forward+backward, bf16, fp16, fp32 -> $OUT/cuda-*_mid64.json,
+#                rewritten after every case, so a timeout keeps the finished ones
+#   memcheck     compute-sanitizer memcheck (PYTORCH_NO_CUDA_MEMORY_CACHING=1: the caching
+#   racecheck    allocator would hide out-of-bounds accesses inside its cached blocks),
+#   synccheck    then racecheck and synccheck, on small forward+backward cases of each dtype
+#   bench-rest   the other SPEC shapes, with its cap plus whatever the steps before left
+# $OUT/summary.txt (ok / fail / timeout per step and the headline numbers, % of floor for
+# mid-64) is rewritten after every step; all output also goes to $OUT/session.log.
+# Exit code: 0 if every step passed.
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
+ROOT=$PWD
 
-OUT=${OUT:-$PWD/gpu_session_out}
+BUDGET=480
+ORDER=(build register tests bench-mid64 memcheck racecheck synccheck bench-rest)
+declare -A CAP=([build]=150 [register]=25 [tests]=80 [bench-mid64]=100
+                [memcheck]=35 [racecheck]=30 [synccheck]=20 [bench-rest]=30)
+SLACK=10  # the summary writes and the gaps between steps
+declare -A WHAT=(
+  [build]="parallel build, this GPU's arch only (setup.py build_ext --inplace, MAX_JOBS = all cores)"
+  [register]="every op has CUDA, CPU and Meta kernels (tools/check_registration.py --expect-cuda)"
+  [tests]="pytest tests/test_cuda.py + Triton GPU tests, no -x, JUnit XML -> \$OUT/junit.xml"
+  [bench-mid64]="mid-64 fwd and fwd+bwd, bf16/fp16/fp32, native/triton/conv2d; JSON after each case"
+  [memcheck]="compute-sanitizer memcheck, PYTORCH_NO_CUDA_MEMORY_CACHING=1, small fwd+bwd per dtype"
+  [racecheck]="compute-sanitizer racecheck, the same cases"
+  [synccheck]="compute-sanitizer synccheck, the same cases"
+  [bench-rest]="the other SPEC shapes (fp32, bf16), this cap plus any time left over"
+)
+
+if [ "${1:-}" = "--dry-run" ]; then
+  total=$SLACK
+  echo "gpu_session plan (budget ${BUDGET} s, every step under its own timeout):"
+  for i in "${!ORDER[@]}"; do
+    name=${ORDER[$i]}
+    printf '  %d. %-12s cap %3d s  %s\n' $((i + 1)) "$name" "${CAP[$name]}" "${WHAT[$name]}"
+    total=$((total + CAP[$name]))
+  done
+  printf '     %-12s cap %3d s  %s\n' slack "$SLACK" "summary writes and the gaps between steps"
+  echo "total $total s"
+  [ "$total" -le "$BUDGET" ]
+  exit
+fi
+
+export OUT=${OUT:-$ROOT/gpu_session_out}
 mkdir -p "$OUT"
-PY=${PYTHON:-python}
-BUDGET=${GPU_SESSION_BUDGET_S:-540}
-START=$SECONDS
-SUMMARY="$OUT/summary.txt"
-LOG="$OUT/session.log"
+export PY=${PYTHON:-python3} ROOT
 WORK=$(mktemp -d)
+export WORK
 trap 'rm -rf "$WORK"' EXIT
-: >"$SUMMARY"
-failed=0
+START=$SECONDS
+LOG="$OUT/session.log"
+SUMMARY="$OUT/summary.txt"
+declare -A STATUS SECS HEAD
+HEADER="gpu_session $(date -u +%FT%TZ) on $(hostname); $(nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null | head -1)
+$($PY -c 'import sys, torch; print("python", sys.version.split()[0], "| torch", torch.__version__, "| cuda", torch.version.cuda)' 2>&1 | tail -1)"
 
-note() { echo "$*" | tee -a "$SUMMARY"; }
-
-# run_step NAME CAP_SECONDS RESERVE_SECONDS LOG CMD...: runs CMD under `timeout`, at most
-# CAP seconds and never into the RESERVE kept for the steps after it; output to LOG.
-run_step() {
-  local name=$1 cap=$2 reserve=$3 log=$4
-  shift 4
-  local left=$((BUDGET - (SECONDS - START) - reserve))
-  local limit=$((left < cap ? left : cap))
-  if [ "$limit" -lt 20 ]; then
-    note "SKIP  $name (no time left in the ${BUDGET}s budget)"
-    failed=1
-    return 1
-  fi
-  echo "=== $name (limit ${limit}s) ===" | tee -a "$log"
-  local t0=$SECONDS rc
-  timeout --kill-after=10 "$limit" "$@" 2>&1 | tee -a "$log"
-  rc=${PIPESTATUS[0]}
-  if [ "$rc" -eq 0 ]; then
-    note "ok    $name ($((SECONDS - t0))s)"
-  else
-    [ "$rc" -eq 124 ] && note "FAIL  $name: timed out after ${limit}s" || note "FAIL  $name: exit code $rc ($((SECONDS - t0))s)"
-    failed=1
-  fi
-  return "$rc"
+write_summary() {
+  {
+    echo "$HEADER"
+    for name in "${ORDER[@]}"; do
+      printf '%-12s %-8s %s\n' "$name" "${STATUS[$name]:-pending}" "${SECS[$name]:-}"
+      [ -n "${HEAD[$name]:-}" ] && sed 's/^/    /' <<<"${HEAD[$name]}"
+    done
+    echo "elapsed $((SECONDS - START)) s of ${BUDGET} s"
+  } >"$SUMMARY.tmp" && mv "$SUMMARY.tmp" "$SUMMARY"
 }
 
-note "gpu_session: $(date -u +%FT%TZ) on $(hostname)"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /' | tee -a "$SUMMARY"
-$PY -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tee -a "$SUMMARY"
-
-# 1. Build + install (sm_90 only: the session's GPU). setup.py compiles one file at a
-#    time (no ninja), so this is the longest step: a few minutes.
-export TORCH_CUDA_ARCH_LIST="9.0"
-export MAX_JOBS=${MAX_JOBS:-$(nproc)}
-run_step "install" 330 240 "$LOG" \
-  $PY -m pip install --no-build-isolation --no-deps --no-index -v . >/dev/null
-tail -3 "$LOG"
-
-# The repository root shadows the installed package when Python runs from here: give
-# the source tree the compiled extension too, so both resolve to working kernels.
-inst_dir=$(cd /tmp && $PY -c 'import adaptive_conv_ext, os; print(os.path.dirname(adaptive_conv_ext.__file__))' 2>/dev/null)
-if [ -n "$inst_dir" ] && [ "$inst_dir" != "$PWD/adaptive_conv_ext" ]; then
-  cp -f "$inst_dir"/_C*.so adaptive_conv_ext/ 2>/dev/null || true
-fi
-
-# 2. The CUDA kernels must be registered, or the CUDA tests would silently skip.
-run_step "cuda kernels registered" 60 240 "$LOG" $PY - <<'EOF'
-import torch, adaptive_conv_ext
-from adaptive_conv_ext import _native
-print("package:", adaptive_conv_ext.__file__)
-print("import error:", _native.IMPORT_ERROR)
-print("cuda available:", torch.cuda.is_available(), "| native CUDA kernel:", _native.has_kernel("cuda"))
-assert torch.cuda.is_available() and _native.has_kernel("cuda")
-EOF
-
-# 3. Tests.
-run_step "pytest" 240 150 "$OUT/tests.log" $PY -m pytest -x -q -rs tests/
-
-# 4. compute-sanitizer on a small forward + backward (static and generic kernels, all
-#    flush modes: atomics, deterministic workspaces).
-SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-cat >"$WORK/sanitize_case.py" <<'EOF'
-import torch
-from adaptive_conv_ext import adaptive_conv2d
-
-def case(N, C, O, H, W, k, dtype, det, **kw):
-    torch.use_deterministic_algorithms(det)
-    g = torch.Generator().manual_seed(0)
-    T = k[0] * k[1]
-    x = torch.randn(N, C, H, W, generator=g).to("cuda", dtype).requires_grad_()
-    w = (torch.randn(O, C // kw.get("groups", 1), *k, *k, generator=g) / T**0.5).to("cuda", dtype).requires_grad_()
-    kb = torch.randn(O, C // kw.get("groups", 1), *k, generator=g).to("cuda", dtype).requires_grad_()
-    b = torch.randn(O, generator=g).to("cuda", dtype).requires_grad_()
-    y = adaptive_conv2d(x, w, kb, b, backend="native", **kw)
-    y.backward(torch.randn_like(y))
-    torch.cuda.synchronize()
-    assert all(torch.isfinite(t.grad).all() for t in (x, w, kb, b))
-
-case(2, 3, 4, 20, 37, (3, 3), torch.float32, False, padding=1)
-case(2, 3, 4, 20, 37, (3, 3), torch.float32, True, padding=1)
-case(1, 2, 4, 13, 11, (2, 3), torch.float64, True, stride=(1, 2), padding=(0, 1))
-case(1, 4, 4, 18, 18, (7, 7), torch.bfloat16, False, padding=3, groups=4)
-case(1, 2, 2, 9, 9, (5, 5), torch.float16, False, padding=2, dilation=2)
-print("sanitizer case done")
-EOF
-if [ -z "$SAN" ]; then
-  note "SKIP  compute-sanitizer (not found)"
-else
-  run_step "compute-sanitizer memcheck" 75 105 "$LOG" \
-    "$SAN" --tool memcheck --error-exitcode 1 --print-limit 20 $PY "$WORK/sanitize_case.py"
-  # racecheck only our kernels when this sanitizer can filter by name (faster, and no
-  # noise from PyTorch's own kernels).
-  filter=()
-  if "$SAN" --help 2>/dev/null | grep -q -- '--kernel-name '; then
-    filter=(--kernel-name kns=adaptive_conv2d)
+# run_step NAME FUNCTION: FUNCTION (exported) under `timeout`, for its cap but never into
+# the caps of the steps after it; the last step gets all the time that is left.
+run_step() {
+  local name=$1 fn=$2 reserve=$SLACK after=0 n
+  for n in "${ORDER[@]}"; do
+    [ "$after" -eq 1 ] && reserve=$((reserve + CAP[$n]))
+    [ "$n" = "$name" ] && after=1
+  done
+  local left=$((BUDGET - (SECONDS - START) - reserve))
+  local limit=$((left < CAP[$name] ? left : CAP[$name]))
+  [ "$name" = "${ORDER[-1]}" ] && limit=$((BUDGET - (SECONDS - START) - 5))
+  if [ "$limit" -lt 8 ]; then
+    STATUS[$name]=skipped SECS[$name]="(no time left)"
+    write_summary
+    return
   fi
-  run_step "compute-sanitizer racecheck" 75 60 "$LOG" \
-    "$SAN" --tool racecheck ${filter[@]+"${filter[@]}"} --error-exitcode 1 --print-limit 20 $PY "$WORK/sanitize_case.py"
-fi
+  echo "=== $name (limit ${limit} s) ===" | tee -a "$LOG"
+  local t0=$SECONDS rc
+  # INT first (pytest then still writes its JUnit XML), KILL 5 s later
+  timeout --signal=INT --kill-after=5 $((limit - 5)) bash -c "$fn" 2>&1 | tee "$WORK/$name.log" >>"$LOG"
+  rc=${PIPESTATUS[0]}
+  case $rc in
+    0) STATUS[$name]=ok ;;
+    124 | 137) STATUS[$name]=timeout ;;
+    *) STATUS[$name]="fail" ;;
+  esac
+  SECS[$name]="$((SECONDS - t0)) s of ${limit} s (exit $rc)"
+  HEAD[$name]=$(headline "$name" 2>&1)
+  tail -4 "$WORK/$name.log"
+  echo "--> $name: ${STATUS[$name]}, ${SECS[$name]}"
+  write_summary
+}
 
-# 5. Benchmarks: whatever time is left (at least a minute if the budget allows).
-run_step "benchmarks" 100000 0 "$LOG" $PY -m benchmarks --device cuda --out "$OUT"
+headline() {
+  case $1 in
+    build) grep -E "^adaptive_conv_ext:|error" "$WORK/build.log" | head -5 ;;
+    register) grep -E "^registered:|^FAIL|^available_backends" "$WORK/register.log" ;;
+    tests) $PY scripts/gpu_session_summary.py junit "$OUT/junit.xml" ;;
+    bench-*) for f in "$OUT"/cuda-*_"${1#bench-}".json; do $PY scripts/gpu_session_summary.py bench "$f"; done ;;
+    *check) $PY scripts/gpu_session_summary.py sanitizer "$WORK/$1.log" ;;
+  esac
+}
 
-note "total $((SECONDS - START))s; $([ "$failed" -eq 0 ] && echo 'all steps passed' || echo 'SOME STEPS FAILED')"
-echo "===== summary ($SUMMARY) ====="
+step_build() {
+  source scripts/cuda_home.sh && find_cuda_home || exit 1
+  arch=$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())') || exit 1
+  echo "CUDA_HOME=$CUDA_HOME, TORCH_CUDA_ARCH_LIST=$arch, MAX_JOBS=$(nproc)"
+  TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=$(nproc) $PY setup.py build_ext --inplace
+}
+
+step_register() {
+  cd "$WORK" && PYTHONPATH=$ROOT $PY "$ROOT/tools/check_registration.py" --expect-cuda
+}
+
+step_tests() {
+  local per_test=()
+  $PY -c 'import pytest_timeout' 2>/dev/null && per_test=(--timeout=60)
+  $PY -m pytest -q -rfEs -p no:cacheprovider "${per_test[@]}" --junitxml="$OUT/junit.xml" \
+    tests/test_cuda.py tests/test_triton.py -k "test_cuda or test_gpu_"
+}
+
+bench() {  # shared options of the two benchmark steps
+  $PY -m benchmarks --device cuda --backends native,triton,conv2d --no-plot --no-progress --out "$OUT" "$@"
+}
+
+step_bench_mid64() {
+  bench --shapes mid-64 --dtypes bfloat16,float16,float32 --reps 20 --budget 8 --tag mid64
+}
+
+step_bench_rest() {
+  bench --shapes lenet-mnist,resnet-stem,depthwise-256,depthwise-k7 --dtypes float32,bfloat16 \
+    --reps 10 --budget 4 --tag rest
+}
+
+sanitize() {  # TOOL: our kernels only where this compute-sanitizer can filter by name
+  local san filter=()
+  san=$(command -v compute-sanitizer || ls "${CUDA_HOME:-/usr/local/cuda}"/bin/compute-sanitizer 2>/dev/null) \
+    || { echo "compute-sanitizer not found"; exit 1; }
+  "$san" --help 2>/dev/null | grep -q -- '--kernel-name ' && filter=(--kernel-name kns=adaptive_conv2d)
+  PYTORCH_NO_CUDA_MEMORY_CACHING=1 PYTHONPATH=$ROOT "$san" --tool "$1" "${filter[@]}" --error-exitcode 1 \
+    --print-limit 20 $PY scripts/gpu_sanitize_cases.py
+}
+step_memcheck() { sanitize memcheck; }
+step_racecheck() { sanitize racecheck; }
+step_synccheck() { sanitize synccheck; }
+
+export -f step_build step_register step_tests bench step_bench_mid64 step_bench_rest sanitize \
+  step_memcheck step_racecheck step_synccheck
+
+echo "$HEADER" | tee "$LOG"
+write_summary
+for name in "${ORDER[@]}"; do
+  run_step "$name" "step_${name//-/_}"
+done
 cat "$SUMMARY"
-exit "$failed"
+for name in "${ORDER[@]}"; do
+  [ "${STATUS[$name]}" = ok ] || exit 1
+done

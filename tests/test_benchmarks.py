@@ -43,6 +43,7 @@ def test_metadata(quick_run):
     res, _, _ = quick_run
     for key in ("schema", "date", "device", "versions", "settings", "cases", "wall_s"):
         assert key in res
+    assert res["complete"] is True  # false in the copies written after each case
     assert res["device"]["type"] == "cpu" and res["device"]["name"]
     assert res["device"]["torch_threads"] >= 1 and res["device"]["cpu_model"]
     for key in ("python", "torch", "triton", "adaptive_conv_ext"):
@@ -127,3 +128,17 @@ def test_gpu_floor_arithmetic():
     bf16 = floors.peak_rates(info, torch.bfloat16)
     assert bf16["tanh_per_s"] == pytest.approx(2 * f32["tanh_per_s"])  # packed tanh counts half
     assert floors.peak_rates({**info, "sm_clock_khz": 0}, torch.float32) is None
+
+
+def test_results_json_is_whole_after_every_case(tmp_path):
+    """The suite rewrites its JSON after each case: a run killed later keeps those cases."""
+    from benchmarks.suite import write_json
+
+    path = tmp_path / "r.json"
+    results = {"cases": [{"name": "a"}]}
+    write_json(str(path), results)
+    assert json.loads(path.read_text()) == {"cases": [{"name": "a"}], "complete": False}
+    results["cases"].append({"name": "b"})
+    write_json(str(path), results)
+    assert [c["name"] for c in json.loads(path.read_text())["cases"]] == ["a", "b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary file left
