@@ -36,6 +36,18 @@ if [ ${#need[@]} -gt 0 ]; then
   $PIP "${need[@]}"
 fi
 
+# Fashion-MNIST (the Debian package) for examples/fashion_mnist.py and its test; only
+# where apt-get exists and the package is missing. Failure is reported, not fatal: the
+# example then asks for --data-dir, and the test fails in CI (CI set) or skips elsewhere.
+if command -v apt-get >/dev/null && ! dpkg -s dataset-fashion-mnist >/dev/null 2>&1; then
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo -n"
+  if { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; } >/dev/null 2>&1; then
+    echo "install.sh: installed dataset-fashion-mnist"
+  else
+    echo "install.sh: could not apt-get install dataset-fashion-mnist (examples/fashion_mnist.py then needs --data-dir)"
+  fi
+fi
+
 echo "install.sh: building adaptive_conv_ext against torch $($PY -c 'import torch; print(torch.__version__)') (2-3 minutes on 2 cores)"
 # pip -v writes each compiler command to the log; while it runs, every file the compiler
 # starts is printed, so the build shows progress. The whole log is kept, and shown on failure.

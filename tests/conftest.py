@@ -1,7 +1,17 @@
 """Shared helpers: random problems, SPEC section 2 tolerances, relative error."""
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# The examples' tests import examples.*, and bare `pytest` does not put the repository
+# root on sys.path; append (not insert) so that an installed adaptive_conv_ext, with its
+# compiled kernels, still wins.
+_ROOT = str(Path(__file__).resolve().parents[1])
+if _ROOT not in sys.path:
+    sys.path.append(_ROOT)
 
 # SPEC section 2: ||out - ref|| / ||ref|| against the float64 reference.
 TOLERANCE = {
@@ -43,3 +53,21 @@ def cuda_native_available():
 
 
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture
+def one_thread_restoring_torch_globals():
+    """For the examples' tests: one torch thread (their models are tiny: a second thread
+    only adds synchronisation, 10x slower on a busy 2-core machine, and one thread fixes
+    the order of every float reduction). The examples seed torch's global RNG and turn on
+    deterministic algorithms; both are restored afterwards, so that other test files in
+    the same session do not inherit them."""
+    threads = torch.get_num_threads()
+    rng = torch.random.get_rng_state()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    torch.random.set_rng_state(rng)
+    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)

@@ -6,41 +6,19 @@ Needs scikit-learn (the digits) and matplotlib (the plot of the --quick run).
 """
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 pytest.importorskip("sklearn")
 
-try:
-    import examples.paper_claims as pc
-except ImportError:
-    # Bare `pytest` does not put the repository root on sys.path; append (not insert)
-    # so that an installed adaptive_conv_ext, with its compiled kernels, still wins.
-    sys.path.append(str(Path(__file__).resolve().parents[1]))
-    import examples.paper_claims as pc
+import examples.paper_claims as pc  # tests/conftest.py puts the repository root on sys.path
 
 # The reference fallback is expected where the extension is not built.
-pytestmark = pytest.mark.filterwarnings("ignore:adaptive_conv2d. no fused backend:RuntimeWarning")
-
-
-@pytest.fixture(autouse=True)
-def one_thread_and_restore_globals():
-    # Tiny models: a second thread only adds synchronisation (10x slower on a busy
-    # 2-core machine), and one thread fixes the order of every float reduction.
-    threads = torch.get_num_threads()
-    # The example seeds torch's global RNG and turns on deterministic algorithms;
-    # other test files in the same session must not inherit either.
-    rng = torch.random.get_rng_state()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    torch.random.set_rng_state(rng)
-    torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:adaptive_conv2d. no fused backend:RuntimeWarning"),
+    pytest.mark.usefixtures("one_thread_restoring_torch_globals"),  # tests/conftest.py
+]
 
 
 def test_parameter_counts():
