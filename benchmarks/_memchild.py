@@ -21,7 +21,7 @@ import time
 import torch  # noqa: F401
 
 from . import impls as I
-from .measure import Runner, is_oom, short
+from .runner import Runner, is_oom, short
 from .shapes import SHAPES
 
 

@@ -11,6 +11,8 @@ from typing import Callable, List, Optional
 import torch
 
 from . import impls as I
+from ._memchild import child_main
+from .runner import Runner, is_oom, short  # noqa: F401 - re-exported for suite.py
 from .shapes import Shape
 
 
@@ -23,19 +25,6 @@ class Options:
     budget_s: float  # time allowed per implementation per case for the timed repetitions
     memory: bool = True
     mem_cap_mb: int = 0  # CPU only: cap each memory child's extra address space (emulates a smaller machine)
-
-
-def is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError) or isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
-        return True
-    msg = str(exc)
-    # the CPU allocator raises a plain RuntimeError when malloc fails
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in msg or "out of memory" in msg.lower())
-
-
-def short(exc: BaseException, limit: int = 300) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _sync(device: str) -> None:
@@ -65,27 +54,6 @@ def time_calls(call: Callable[[], None], setup: Callable[[], None], reps: int, d
             call()
             out.append(time.perf_counter() - t0)
     return out
-
-
-class Runner:
-    """The forward-only and forward+backward calls of one implementation."""
-
-    def __init__(self, fn, params, grad_out):
-        self.fn, self.params, self.grad_out = fn, params, grad_out
-        self.last = None  # the last forward output, for the cross-check of results
-
-    def clear(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def fwd(self) -> None:
-        # forward alone = inference: no autograd graph is recorded
-        with torch.no_grad():
-            self.last = self.fn()
-
-    def fwdbwd(self) -> None:
-        y = self.fn()
-        y.backward(self.grad_out)
 
 
 # ---------------------------------------------------------------- memory
@@ -123,8 +91,6 @@ def cpu_peak_child(shape: Shape, n: int, dtype: str, impl: str, warm_fwdbwd: boo
 
     Returns {"status": "ok", "fwd_bytes", "fwdbwd_bytes", ...} or {"status": "oom"|"skipped"|"error", "reason"}.
     """
-    from ._memchild import child_main
-
     spec = dict(shape=shape.name, n=n, dtype=dtype, impl=impl, warm_fwdbwd=warm_fwdbwd, mem_cap_mb=mem_cap_mb)
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)

@@ -16,7 +16,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from . import impls as I
-from .measure import Runner
+from .runner import Runner
 from .shapes import SHAPES
 
 

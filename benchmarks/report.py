@@ -46,7 +46,7 @@ def note(r: dict, limit: int = 0) -> str:
     return text if not limit or len(text) <= limit else text[: limit - 3] + "..."
 
 
-def row(r: dict, gpu: bool) -> List[str]:
+def row(r: dict, floor: bool) -> List[str]:
     cells = [
         r["label"],
         fmt_time(r.get("fwd_s")),
@@ -59,14 +59,14 @@ def row(r: dict, gpu: bool) -> List[str]:
         str(r.get("reps", "-")),
         "-" if r.get("rel_err") is None else f"{r['rel_err']:.1e}",
     ]
-    if gpu:
+    if floor:
         cells += [fmt_pct(r.get("pct_floor_fwd")), fmt_pct(r.get("pct_floor_fwdbwd"))]
     return cells
 
 
 HEADER = ["implementation", "fwd ms", "fwd vs native", "fwd+bwd ms", "f+b vs native",
           "peak MB fwd", "peak MB f+b", "mem vs native", "reps", "rel err"]
-GPU_HEADER = ["% floor fwd", "% floor f+b"]
+FLOOR_HEADER = ["% floor fwd", "% floor f+b"]
 
 
 def case_title(case: dict) -> str:
@@ -79,12 +79,16 @@ def case_title(case: dict) -> str:
             f"pad={s['pad']} groups={s['groups']}  {case['dtype']}{load}")
 
 
+def has_floor(results: dict) -> bool:
+    return any(case.get("floor") for case in results["cases"])
+
+
 def text_table(results: dict) -> str:
-    gpu = results["device"]["type"] == "cuda"
-    head = HEADER + (GPU_HEADER if gpu else []) + ["note"]
+    floor = has_floor(results)
+    head = HEADER + (FLOOR_HEADER if floor else []) + ["note"]
     lines = []
     for case in results["cases"]:
-        rows = [row(r, gpu) + [note(r, 90)] for r in case["results"]]
+        rows = [row(r, floor) + [note(r, 90)] for r in case["results"]]
         widths = [max(len(x) for x in col) for col in zip(head, *rows)]
         lines.append("")
         lines.append(case_title(case))
@@ -103,8 +107,8 @@ def text_table(results: dict) -> str:
 
 def markdown_table(results: dict) -> str:
     """One table over all cases; long reasons go to numbered footnotes."""
-    gpu = results["device"]["type"] == "cuda"
-    head = ["case", "N"] + HEADER + (GPU_HEADER if gpu else []) + ["note"]
+    floor = has_floor(results)
+    head = ["case", "N"] + HEADER + (FLOOR_HEADER if floor else []) + ["note"]
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     footnotes: List[str] = []
     for case in results["cases"]:
@@ -114,8 +118,34 @@ def markdown_table(results: dict) -> str:
             if len(text) > 40:
                 footnotes.append(text)
                 text = f"{r['status'] if r['status'] != 'ok' else 'see'} [{len(footnotes)}]"
-            out.append("| " + " | ".join([name, str(case["N"])] + row(r, gpu) + [text]) + " |")
+            out.append("| " + " | ".join([name, str(case["N"])] + row(r, floor) + [text]) + " |")
     if footnotes:
         out.append("")
         out += [f"[{i}] {t}  " for i, t in enumerate(footnotes, 1)]
     return "\n".join(out)
+
+
+def floor_summary_md(results: dict) -> str:
+    """Per case: the native times, as % of the floor, and how many times faster than the
+    eager and the torch.compile'd reference (empty when no case has a floor)."""
+    if not has_floor(results):
+        return ""
+    head = ["case", "N", "native fwd ms", "% floor fwd", "native f+b ms", "% floor f+b",
+            "vs eager fwd / f+b", "vs compiled fwd / f+b"]
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for case in results["cases"]:
+        by = {r["impl"]: r for r in case["results"] if r["status"] == "ok"}
+        nat = by.get("native")
+        if not nat or not case.get("floor"):
+            continue
+
+        def ratios(impl):
+            r = by.get(impl)
+            return "-" if r is None else f"{fmt_ratio(r.get('ratio_fwd'))} / {fmt_ratio(r.get('ratio_fwdbwd'))}"
+
+        name = case["name"] + ("" if case["dtype"] == "float32" else f" {case['dtype']}")
+        out.append("| " + " | ".join([
+            name, str(case["N"]), fmt_time(nat["fwd_s"]), fmt_pct(nat.get("pct_floor_fwd")),
+            fmt_time(nat["fwdbwd_s"]), fmt_pct(nat.get("pct_floor_fwdbwd")), ratios("reference"),
+            ratios("compiled")]) + " |")
+    return "\n".join(out) + "\n\n"

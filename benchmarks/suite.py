@@ -3,8 +3,8 @@
 Every implementation runs one after the other in this process on the same inputs,
 warmed up first; medians of --reps repetitions, forward alone (no autograd graph)
 and forward+backward; peak memory above the inputs (GPU: max_memory_allocated; CPU:
-peak RSS of a child process per implementation); on a GPU, the fused times as a
-percentage of the SPEC floor.
+peak RSS of a child process per implementation); the fused times as a percentage of
+the SPEC floor (GPU: floors.py; CPU: cpu_floor.py, measured in the same run).
 """
 
 from __future__ import annotations
@@ -199,6 +199,11 @@ def run(argv=None) -> Tuple[dict, dict]:
         gpu_floor = floors.gpu_info()
         gpu_floor["bandwidth_Bps"] = floors.measure_bandwidth()
         dev["gpu"] = gpu_floor
+    cpu_rate = None
+    if args.device == "cpu":
+        from .cpu_floor import CpuRate
+
+        cpu_rate = CpuRate()  # the sgemm rate, sampled again before every case
     started = datetime.datetime.now().astimezone()
     results = {
         "schema": 1,
@@ -241,6 +246,11 @@ def run(argv=None) -> Tuple[dict, dict]:
                 rates = floors.peak_rates(gpu_floor, dtype)
                 floor = floors.case_floor(shape, n, dtype, rates, gpu_floor["bandwidth_Bps"])
                 case["floor"] = floor and {**floor, "rates": rates}
+            elif cpu_rate:
+                from . import cpu_floor
+
+                case["sgemm_1thread_flops"] = cpu_rate.sample()
+                floor = case["floor"] = cpu_floor.case_floor(shape, n, cpu_rate.rate())
             outputs = {}
             try:
                 inp = I.make_inputs(shape, n, dtype, args.device)
@@ -270,11 +280,14 @@ def run(argv=None) -> Tuple[dict, dict]:
     bar.close()
     results["wall_s"] = time.perf_counter() - t_start
     dev["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    if cpu_rate:
+        dev["cpu_floor"] = cpu_rate.info()
+        cpu_rate.rebase(results["cases"])  # every case against the fastest rate of the whole run
 
     results["complete"] = True
     write_json(paths["json"], results)
     with open(paths["md"], "w") as f:
-        f.write(header_md(results) + "\n\n" + report.markdown_table(results) + "\n")
+        f.write(header_md(results) + "\n\n" + report.floor_summary_md(results) + report.markdown_table(results) + "\n")
     if not args.no_plot:
         from .plot import plot
 

@@ -101,7 +101,8 @@ def test_table_and_markdown(quick_run):
     _, files, stdout = quick_run
     assert "native (fused)" in stdout and "oom" in stdout and "skipped" in stdout
     md = files[".md"].read_text()
-    assert md.count("| lenet-mnist |") == 4 and "| depthwise-k7 |" in md
+    # 4 implementation rows + 1 row of the native-vs-floor summary above them
+    assert md.count("| lenet-mnist |") == 5 and "| depthwise-k7 |" in md
     assert files[".png"].stat().st_size > 10_000
 
 
@@ -142,3 +143,27 @@ def test_results_json_is_whole_after_every_case(tmp_path):
     write_json(str(path), results)
     assert [c["name"] for c in json.loads(path.read_text())["cases"]] == ["a", "b"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary file left
+
+
+def test_cpu_floor_arithmetic_and_report(quick_run):
+    """SPEC section 4's CPU floor: flops of the case at the sgemm rate measured in the run."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from benchmarks import cpu_floor
+    from benchmarks.shapes import SHAPES
+
+    t = 32 * 64 * 64 * 9 * 56 * 56
+    f = cpu_floor.case_floor(SHAPES["mid-64"], 32, 1e11)
+    assert f["fwd_s"] == pytest.approx(2 * t * (9 + 1 + 10) / 1e11)
+    assert f["fwdbwd_s"] == pytest.approx(2 * t * (4 * 9 + 4 + 20) / 1e11)
+    res, files, stdout = quick_run
+    rate = res["device"]["cpu_floor"]
+    assert rate["threads"] == res["device"]["torch_threads"] and rate["sgemm_1thread_flops"] > 1e9
+    assert rate["rate_flops"] == pytest.approx(rate["threads"] * max(rate["sgemm_1thread_flops_samples"]))
+    for case in res["cases"]:
+        nat = next(r for r in case["results"] if r["impl"] == "native")
+        assert case["floor"]["fwd_s"] > 0
+        assert nat["pct_floor_fwd"] == pytest.approx(100 * case["floor"]["fwd_s"] / nat["fwd_s"])
+        assert nat["pct_floor_fwdbwd"] == pytest.approx(100 * case["floor"]["fwdbwd_s"] / nat["fwdbwd_s"])
+    assert "% floor fwd" in stdout
+    assert "| native fwd ms | % floor fwd |" in files[".md"].read_text()

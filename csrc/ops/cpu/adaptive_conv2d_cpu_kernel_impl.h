@@ -13,6 +13,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <type_traits>
 #include <cstring>
 #include <vector>
 
@@ -30,9 +31,6 @@ constexpr int64_t kTile = 64;
 // runs along output rows. Along a run the taps of one kernel column (a, b) are
 // equally spaced in one input row, so gather and scatter work run by run, with
 // the zero padding cut off at both ends instead of tested pixel by pixel.
-inline int64_t tile_count(const AdaptiveConvShape& s, int64_t p0) {
-  return std::min(kTile, s.Ho * s.Wo - p0);
-}
 
 // fn(p, len, ih, iw, lo, hi) for each run [p, p + len) of the tile and tap (a, b):
 // pixel p + jj reads input (ih, iw + jj * sW); only jj in [lo, hi) lies inside the
@@ -96,82 +94,289 @@ void scatter_patch(const AdaptiveConvShape& s, int64_t p0, int64_t count, const 
   }
 }
 
-// sigma for kRows consecutive kernel elements uv0.. of one pixel vector: each loaded
-// patch vector X[ab] feeds kRows multiply-adds (register blocking over u,v).
-constexpr int64_t kRows = 4;
+// ---------------------------------------------------------------- tanh
+// float64 keeps SLEEF's exact tanh. float32 uses tanh(x) = x P(x^2) / Q(x^2), a
+// (4,4) rational fitted (weighted least squares iterated towards minimax) to tanh
+// for |x| <= kTanhClamp: relative error 2e-8 in exact arithmetic, a few ulp in
+// float32 (tests/test_cpu_kernel.py sweeps the float32 range against float64): one
+// division and nine multiply-adds instead of SLEEF's general-purpose version. It is exact at
+// +-0 and on subnormals (P(0) = Q(0) = 1), saturates through the clamp
+// (float32 tanh is 1 - 6e-8 or 1 from there on, also for +-Inf), and clamp_min/max
+// keep NaN in every build (x86 min/max return their second operand, here x, on NaN).
+constexpr float kTanhClamp = 9.0f;
+constexpr float kTanhP[5] = {1.0f, 0.13381031155586243f, 0.0034955954179167747f,
+                             2.060919359792024e-05f, 1.3354804373477691e-08f};
+constexpr float kTanhQ[5] = {1.0f, 0.4671434760093689f, 0.025877010077238083f,
+                             0.0003285646380390972f, 7.776619668220519e-07f};
 
-template <int64_t R, typename T>
-inline void sigma_rows(const T* q, const T* beta, const T* X, int64_t T2, int64_t uv0, int64_t p,
-                       Vectorized<T>* sigma) {
+template <typename T>
+inline Vectorized<T> vec_tanh(const Vectorized<T>& x) {
+  return x.tanh();
+}
+
+template <>
+inline Vectorized<float> vec_tanh(const Vectorized<float>& x) {
+  using Vec = Vectorized<float>;
+  const Vec c = at::vec::clamp_min(at::vec::clamp_max(x, Vec(kTanhClamp)), Vec(-kTanhClamp));
+  const Vec s = c * c;
+  Vec p = at::vec::fmadd(Vec(kTanhP[4]), s, Vec(kTanhP[3]));
+  Vec q = at::vec::fmadd(Vec(kTanhQ[4]), s, Vec(kTanhQ[3]));
+  p = at::vec::fmadd(p, s, Vec(kTanhP[2]));
+  q = at::vec::fmadd(q, s, Vec(kTanhQ[2]));
+  p = at::vec::fmadd(p, s, Vec(kTanhP[1]));
+  q = at::vec::fmadd(q, s, Vec(kTanhQ[1]));
+  p = at::vec::fmadd(p, s, Vec(kTanhP[0]));
+  q = at::vec::fmadd(q, s, Vec(kTanhQ[0]));
+  // the rational overshoots 1 by up to 2 ulp near the clamp: keep |tanh| <= 1 (1 - t^2 >= 0)
+  return at::vec::clamp_min(at::vec::clamp_max((c * p) / q, Vec(1.0f)), Vec(-1.0f));
+}
+
+// ---------------------------------------------------------------- register-blocked micro-GEMM
+// sigma[uv][p] = sum_ab Q[uv][ab] X[ab][p] (and dX[ab][p] = sum_uv Q[uv][ab] dsig[uv][p])
+// is a small matrix product with pixels along the vector lanes. A block holds MR
+// rows (kernel elements) x NR pixel vectors in registers: per step k it loads NR
+// vectors of B and broadcasts MR weights for MR*NR multiply-adds.
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr int kVecRegs = 32;
+#else
+constexpr int kVecRegs = 16;
+#endif
+
+// Pixel vectors per block: as many as the registers hold beside MR*NR accumulators.
+template <int MR>
+constexpr int pixel_vectors() {
+  return (kVecRegs == 32 && MR <= 5) ? 4 : 2;
+}
+
+// acc[r][j] += sum_{k < K} A[r*rs + k*ks] * B[k*kTile + j*V]
+template <int MR, int NR, typename T>
+inline void micro_gemm(Vectorized<T> (&acc)[MR][NR], const T* A, int64_t rs, int64_t ks, int64_t K,
+                       const T* B) {
   using Vec = Vectorized<T>;
-  for (int64_t r = 0; r < R; ++r) sigma[r] = Vec(beta ? beta[uv0 + r] : T(0));
-  for (int64_t ab = 0; ab < T2; ++ab) {
-    const Vec x = Vec::loadu(X + ab * kTile + p);
-    for (int64_t r = 0; r < R; ++r) sigma[r] = at::vec::fmadd(Vec(q[(uv0 + r) * T2 + ab]), x, sigma[r]);
+  constexpr int64_t V = Vec::size();
+  for (int64_t k = 0; k < K; ++k) {
+    Vec b[NR];
+    for (int j = 0; j < NR; ++j) b[j] = Vec::loadu(B + k * kTile + j * V);
+    for (int r = 0; r < MR; ++r) {
+      const Vec a(A[r * rs + k * ks]);
+      for (int j = 0; j < NR; ++j) acc[r][j] = at::vec::fmadd(a, b[j], acc[r][j]);
+    }
   }
 }
 
-// Calls body(uv, sigma_vector) for every kernel element uv of pixel vector p, in order.
-template <typename T, typename Body>
-inline void for_each_sigma(const T* q, const T* beta, const T* X, int64_t T2, int64_t p, Body&& body) {
-  Vectorized<T> sigma[kRows];
-  int64_t uv = 0;
-  for (; uv + kRows <= T2; uv += kRows) {
-    sigma_rows<kRows>(q, beta, X, T2, uv, p, sigma);
-    for (int64_t r = 0; r < kRows; ++r) body(uv + r, sigma[r]);
+// Rows per block for T2 kernel elements: a divisor of T2 when one fits (k = 3, 5, 7
+// give MR = k), else 4 with single-row blocks for the remainder.
+inline int rows_per_block(int64_t T2) {
+  for (int mr : {4, 3, 5, 7, 6, 2})
+    if (T2 % mr == 0) return mr;
+  return 4;
+}
+
+template <typename Fn>
+inline void with_rows_per_block(int64_t T2, Fn&& fn) {
+  switch (rows_per_block(T2)) {
+    case 2: return fn(std::integral_constant<int, 2>{});
+    case 3: return fn(std::integral_constant<int, 3>{});
+    case 5: return fn(std::integral_constant<int, 5>{});
+    case 6: return fn(std::integral_constant<int, 6>{});
+    case 7: return fn(std::integral_constant<int, 7>{});
+    default: return fn(std::integral_constant<int, 4>{});
   }
-  for (; uv < T2; ++uv) {
-    sigma_rows<1>(q, beta, X, T2, uv, p, sigma);
-    body(uv, sigma[0]);
+}
+
+// Calls body(uv0, acc) for the blocks of MR (then 1) kernel elements of one block of
+// NR pixel vectors at X + p, acc = sigma = beta + Q X in registers.
+template <int MR, int NR, typename T, typename Body>
+inline void for_each_sigma_block(const T* q, const T* beta, const T* X, int64_t T2, Body&& body) {
+  using Vec = Vectorized<T>;
+  int64_t uv0 = 0;
+  for (; uv0 + MR <= T2; uv0 += MR) {
+    Vec acc[MR][NR];
+    for (int r = 0; r < MR; ++r)
+      for (int j = 0; j < NR; ++j) acc[r][j] = Vec(beta ? beta[uv0 + r] : T(0));
+    micro_gemm<MR, NR>(acc, q + uv0 * T2, T2, 1, T2, X);
+    body(uv0, acc);
+  }
+  for (; uv0 < T2; ++uv0) {
+    Vec acc[1][NR];
+    for (int j = 0; j < NR; ++j) acc[0][j] = Vec(beta ? beta[uv0] : T(0));
+    micro_gemm<1, NR>(acc, q + uv0 * T2, T2, 1, T2, X);
+    body(uv0, acc);
+  }
+}
+
+// ---------------------------------------------------------------- forward
+
+template <int MR, typename T>
+void forward_pair(const T* q, const T* beta, const T* X, int64_t T2, T* out) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  constexpr int NR = pixel_vectors<MR>();
+  static_assert(kTile % (NR * V) == 0, "tile must be a whole number of pixel blocks");
+  for (int64_t p = 0; p < kTile; p += NR * V) {
+    Vec y[NR];
+    for (int j = 0; j < NR; ++j) y[j] = Vec::loadu(out + p + j * V);
+    for_each_sigma_block<MR, NR>(q, beta, X + p, T2, [&](int64_t uv0, auto& acc) {
+      constexpr int R = std::extent_v<std::remove_reference_t<decltype(acc)>>;
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < NR; ++j)
+          y[j] = at::vec::fmadd(vec_tanh(acc[r][j]), Vec::loadu(X + (uv0 + r) * kTile + p + j * V), y[j]);
+    });
+    for (int j = 0; j < NR; ++j) y[j].store(out + p + j * V);
   }
 }
 
 template <typename T>
 void forward_impl(const AdaptiveConvShape& s, const T* x, const T* w, const T* kb,
                   const T* bias, T* y) {
-  using Vec = Vectorized<T>;
-  constexpr int64_t V = Vec::size();
-  static_assert(kTile % V == 0, "tile must be a whole number of vectors");
   const int64_t T2 = s.taps(), Cg = s.in_per_group(), Og = s.out_per_group();
   const int64_t L = s.Ho * s.Wo, HW = s.H * s.W;
   const int64_t tiles = (L + kTile - 1) / kTile;
 
-  at::parallel_for(0, s.N * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> patch(T2 * kTile), acc(Og * kTile);
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t n = item / tiles, p0 = (item % tiles) * kTile;
-      const int64_t count = tile_count(s, p0);
-      for (int64_t g = 0; g < s.groups; ++g) {
-        for (int64_t o = 0; o < Og; ++o)
-          std::fill_n(acc.data() + o * kTile, kTile, bias ? bias[g * Og + o] : T(0));
-        for (int64_t c = 0; c < Cg; ++c) {
-          gather_patch(s, p0, count, x + (n * s.C + g * Cg + c) * HW, patch.data());
-          for (int64_t o = 0; o < Og; ++o) {
-            const int64_t pair = (g * Og + o) * Cg + c;  // (o, c) generator index
-            const T* q = w + pair * T2 * T2;
-            const T* beta = kb ? kb + pair * T2 : nullptr;
-            T* out = acc.data() + o * kTile;
-            const T* X = patch.data();
-            for (int64_t p = 0; p < kTile; p += V) {
-              Vec y_acc = Vec::loadu(out + p);
-              for_each_sigma(q, beta, X, T2, p, [&](int64_t uv, const Vec& sigma) {
-                y_acc = at::vec::fmadd(sigma.tanh(), Vec::loadu(X + uv * kTile + p), y_acc);
-              });
-              y_acc.store(out + p);
+  with_rows_per_block(T2, [&](auto mr) {
+    constexpr int MR = decltype(mr)::value;
+    at::parallel_for(0, s.N * tiles, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> patch(T2 * kTile), acc(Og * kTile);
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t n = item / tiles, p0 = (item % tiles) * kTile;
+        const int64_t count = std::min(kTile, L - p0);
+        for (int64_t g = 0; g < s.groups; ++g) {
+          for (int64_t o = 0; o < Og; ++o)
+            std::fill_n(acc.data() + o * kTile, kTile, bias ? bias[g * Og + o] : T(0));
+          for (int64_t c = 0; c < Cg; ++c) {
+            gather_patch(s, p0, count, x + (n * s.C + g * Cg + c) * HW, patch.data());
+            for (int64_t o = 0; o < Og; ++o) {
+              const int64_t pair = (g * Og + o) * Cg + c;  // (o, c) generator index
+              forward_pair<MR>(w + pair * T2 * T2, kb ? kb + pair * T2 : nullptr, patch.data(), T2,
+                               acc.data() + o * kTile);
             }
           }
+          for (int64_t o = 0; o < Og; ++o)
+            std::memcpy(y + (n * s.O + g * Og + o) * L + p0, acc.data() + o * kTile, count * sizeof(T));
         }
-        for (int64_t o = 0; o < Og; ++o)
-          std::memcpy(y + (n * s.O + g * Og + o) * L + p0, acc.data() + o * kTile, count * sizeof(T));
       }
-    }
+    });
   });
 }
 
-// Backward. Work item = (image n, input channel c'): its grad_input plane is
-// written by that item alone, so no two threads touch the same gx element.
-// Weight gradients are summed per chunk of items into a private buffer and the
-// chunks are added in a fixed order, so results do not depend on scheduling.
+// ---------------------------------------------------------------- backward
+// Work item = (input channel c', band of output rows), looping over the images:
+// the weight gradients of c' summed over one band go to that band's own partial,
+// and the partials are added band by band in order, so the result is the same for
+// any number of threads. grad_input: a band scatters into its rows plus a halo
+// that reaches only into the neighbouring bands (a band is at least
+// (kH-1)*dH/sH rows high), so even bands run first, then odd bands, each phase
+// without two items writing one element and in a fixed order.
+
+struct Bands {
+  int64_t rows, count;
+};
+
+template <typename T>
+Bands make_bands(const AdaptiveConvShape& s, int64_t w_numel) {
+  const int64_t halo_rows = ((s.kH - 1) * s.dH + s.sH - 1) / s.sH;
+  int64_t target = 8;  // enough items for the cores of a small machine at batch 1
+  // the partials (one weight gradient per band) stay under 64 MiB
+  while (target > 1 && target * (w_numel + w_numel / std::max<int64_t>(s.taps(), 1)) * int64_t(sizeof(T)) > (int64_t(64) << 20))
+    target /= 2;
+  const int64_t tile_rows = (kTile + s.Wo - 1) / s.Wo;  // at least a tile of pixels per band
+  const int64_t rows = std::max({int64_t(1), halo_rows, tile_rows, (s.Ho + target - 1) / target});
+  return {rows, (s.Ho + rows - 1) / rows};
+}
+
+// Per (o, tile): t = K, d sigma = g X[uv] (1 - t^2) into dsig; the direct term g t into dpatch.
+template <int MR, typename T>
+void backward_sigma(const T* q, const T* beta, const T* X, const T* gout, int64_t T2, T* dsig, T* dpatch) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  constexpr int NR = pixel_vectors<MR>();
+  for (int64_t p = 0; p < kTile; p += NR * V) {
+    Vec G[NR];
+    for (int j = 0; j < NR; ++j) G[j] = Vec::loadu(gout + p + j * V);
+    for_each_sigma_block<MR, NR>(q, beta, X + p, T2, [&](int64_t uv0, auto& acc) {
+      constexpr int R = std::extent_v<std::remove_reference_t<decltype(acc)>>;
+      for (int r = 0; r < R; ++r) {
+        const int64_t row = (uv0 + r) * kTile + p;
+        for (int j = 0; j < NR; ++j) {
+          const Vec t = vec_tanh(acc[r][j]);
+          if (dpatch) {
+            T* d = dpatch + row + j * V;
+            at::vec::fmadd(G[j], t, Vec::loadu(d)).store(d);
+          }
+          const Vec gx = G[j] * Vec::loadu(X + row + j * V);
+          at::vec::fnmadd(gx * t, t, gx).store(dsig + row + j * V);  // g X (1 - t^2)
+        }
+      }
+    });
+  }
+}
+
+// dX[ab][p] += sum_uv Q[uv][ab] dsig[uv][p]: the micro-GEMM with Q read transposed.
+template <int MR, typename T>
+void backward_dx(const T* q, const T* dsig, int64_t T2, T* dpatch) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  constexpr int NR = pixel_vectors<MR>();
+  auto block = [&](auto rows, int64_t ab0, int64_t p) {
+    constexpr int R = decltype(rows)::value;
+    Vec acc[R][NR];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < NR; ++j) acc[r][j] = Vec::loadu(dpatch + (ab0 + r) * kTile + p + j * V);
+    micro_gemm<R, NR>(acc, q + ab0, 1, T2, T2, dsig + p);
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < NR; ++j) acc[r][j].store(dpatch + (ab0 + r) * kTile + p + j * V);
+  };
+  for (int64_t p = 0; p < kTile; p += NR * V) {
+    int64_t ab0 = 0;
+    for (; ab0 + MR <= T2; ab0 += MR) block(std::integral_constant<int, MR>{}, ab0, p);
+    for (; ab0 < T2; ++ab0) block(std::integral_constant<int, 1>{}, ab0, p);
+  }
+}
+
+// Weight-gradient columns per block beside MR rows (lane accumulators in registers).
+template <int MR>
+constexpr int dq_columns() {
+  return kVecRegs == 32 ? 3 : (MR <= 3 ? 2 : 1);
+}
+
+// dQ[uv][ab] += sum_p dsig[uv][p] X[ab][p], dbeta[uv] += sum_p dsig[uv][p], both kept
+// as vectors of per-lane partial sums (dq: T2*T2 vectors, db: T2 vectors).
+template <int MR, typename T>
+void backward_dq(const T* dsig, const T* X, int64_t T2, T* dq, T* db) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  constexpr int NB = dq_columns<MR>();
+  auto block = [&](auto rows, auto cols, int64_t uv0, int64_t ab0) {
+    constexpr int R = decltype(rows)::value, B = decltype(cols)::value;
+    Vec acc[R][B];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < B; ++j) acc[r][j] = Vec::loadu(dq + ((uv0 + r) * T2 + ab0 + j) * V);
+    for (int64_t p = 0; p < kTile; p += V) {
+      Vec xv[B];
+      for (int j = 0; j < B; ++j) xv[j] = Vec::loadu(X + (ab0 + j) * kTile + p);
+      for (int r = 0; r < R; ++r) {
+        const Vec d = Vec::loadu(dsig + (uv0 + r) * kTile + p);
+        for (int j = 0; j < B; ++j) acc[r][j] = at::vec::fmadd(d, xv[j], acc[r][j]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < B; ++j) acc[r][j].store(dq + ((uv0 + r) * T2 + ab0 + j) * V);
+  };
+  auto rows_block = [&](auto rows, int64_t uv0) {
+    int64_t ab0 = 0;
+    for (; ab0 + NB <= T2; ab0 += NB) block(rows, std::integral_constant<int, NB>{}, uv0, ab0);
+    for (; ab0 < T2; ++ab0) block(rows, std::integral_constant<int, 1>{}, uv0, ab0);
+  };
+  int64_t uv0 = 0;
+  for (; uv0 + MR <= T2; uv0 += MR) rows_block(std::integral_constant<int, MR>{}, uv0);
+  for (; uv0 < T2; ++uv0) rows_block(std::integral_constant<int, 1>{}, uv0);
+  for (int64_t uv = 0; uv < T2; ++uv) {
+    Vec acc = Vec::loadu(db + uv * V);
+    for (int64_t p = 0; p < kTile; p += V) acc = acc + Vec::loadu(dsig + uv * kTile + p);
+    acc.store(db + uv * V);
+  }
+}
+
 template <typename T>
 void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T* w, const T* kb,
                    T* gx, T* gw, T* gkb) {
@@ -179,8 +384,6 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
   constexpr int64_t V = Vec::size();
   const int64_t T2 = s.taps(), Cg = s.in_per_group(), Og = s.out_per_group();
   const int64_t L = s.Ho * s.Wo, HW = s.H * s.W;
-  const int64_t tiles = (L + kTile - 1) / kTile;
-  const int64_t items = s.N * s.C;
   const bool need_gx = gx != nullptr, need_gw = gw != nullptr;
   const int64_t w_numel = s.O * Cg * T2 * T2, kb_numel = s.O * Cg * T2;
 
@@ -188,118 +391,78 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
     std::fill_n(gw, w_numel, T(0));
     std::fill_n(gkb, kb_numel, T(0));
   }
-  if (items == 0 || L == 0) return;
+  if (s.N == 0 || L == 0 || s.C == 0) return;
 
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), items));
-  std::vector<T> gw_part(need_gw ? chunks * w_numel : 0), gkb_part(need_gw ? chunks * kb_numel : 0);
+  const Bands bands = make_bands<T>(s, w_numel);
+  std::vector<T> gw_part(need_gw ? bands.count * w_numel : 0), gkb_part(need_gw ? bands.count * kb_numel : 0);
 
-  at::parallel_for(0, chunks, 1, [&](int64_t chunk_begin, int64_t chunk_end) {
-    std::vector<T> patch(T2 * kTile), dpatch(T2 * kTile), dsig(T2 * kTile), gout(kTile);
-    // Per-item gradient accumulators of (o in group, u, v[, a, b]), one vector of lanes each;
-    // lanes are summed once per item.
-    std::vector<T> dq_lanes(need_gw ? Og * T2 * T2 * V : 0), db_lanes(need_gw ? Og * T2 * V : 0);
-    for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
-      T* gw_c = need_gw ? gw_part.data() + chunk * w_numel : nullptr;
-      T* gkb_c = need_gw ? gkb_part.data() + chunk * kb_numel : nullptr;
-      if (need_gw) {
-        std::fill_n(gw_c, w_numel, T(0));
-        std::fill_n(gkb_c, kb_numel, T(0));
-      }
-      const int64_t item_begin = items * chunk / chunks, item_end = items * (chunk + 1) / chunks;
-      for (int64_t item = item_begin; item < item_end; ++item) {
-        const int64_t n = item / s.C, c_abs = item % s.C;
-        const int64_t g = c_abs / Cg, c = c_abs % Cg;
-        const T* x_plane = x + (n * s.C + c_abs) * HW;
-        if (need_gw) {
+  with_rows_per_block(T2, [&](auto mr) {
+    constexpr int MR = decltype(mr)::value;
+    for (int64_t phase = 0; phase < 2; ++phase) {
+      const int64_t bands_in_phase = (bands.count - phase + 1) / 2;
+      at::parallel_for(0, s.C * bands_in_phase, 1, [&](int64_t begin, int64_t end) {
+        std::vector<T> patch(T2 * kTile), dpatch(T2 * kTile), dsig(T2 * kTile), gout(kTile);
+        std::vector<T> dq_lanes(need_gw ? Og * T2 * T2 * V : 0), db_lanes(need_gw ? Og * T2 * V : 0);
+        for (int64_t item = begin; item < end; ++item) {
+          const int64_t c_abs = item / bands_in_phase, band = 2 * (item % bands_in_phase) + phase;
+          const int64_t g = c_abs / Cg, c = c_abs % Cg;
+          const int64_t pix_begin = band * bands.rows * s.Wo;
+          const int64_t pix_end = std::min(s.Ho, (band + 1) * bands.rows) * s.Wo;
           std::fill(dq_lanes.begin(), dq_lanes.end(), T(0));
           std::fill(db_lanes.begin(), db_lanes.end(), T(0));
-        }
-        for (int64_t tile = 0; tile < tiles; ++tile) {
-          const int64_t p0 = tile * kTile;
-          const int64_t count = tile_count(s, p0);
-          gather_patch(s, p0, count, x_plane, patch.data());
-          if (need_gx) std::fill(dpatch.begin(), dpatch.end(), T(0));
-          const T* X = patch.data();
-          for (int64_t o = 0; o < Og; ++o) {
-            const int64_t o_abs = g * Og + o, pair = o_abs * Cg + c;
-            const T* q = w + pair * T2 * T2;
-            const T* beta = kb ? kb + pair * T2 : nullptr;
-            const T* gy_row = gy + (n * s.O + o_abs) * L + p0;
-            std::copy(gy_row, gy_row + count, gout.begin());
-            std::fill(gout.begin() + count, gout.end(), T(0));
-
-            // Recompute sigma and t = K; d sigma = g * X[uv] * (1 - t^2); direct term g * t.
-            for (int64_t p = 0; p < kTile; p += V) {
-              const Vec G = Vec::loadu(gout.data() + p);
-              for_each_sigma(q, beta, X, T2, p, [&](int64_t uv, const Vec& sigma) {
-                const Vec t = sigma.tanh();
-                const Vec Xuv = Vec::loadu(X + uv * kTile + p);
-                if (need_gx) {
-                  T* d = dpatch.data() + uv * kTile + p;
-                  at::vec::fmadd(G, t, Vec::loadu(d)).store(d);
-                }
-                (G * Xuv * (Vec(T(1)) - t * t)).store(dsig.data() + uv * kTile + p);
-              });
+          for (int64_t n = 0; n < s.N; ++n) {
+            const T* x_plane = x + (n * s.C + c_abs) * HW;
+            for (int64_t p0 = pix_begin; p0 < pix_end; p0 += kTile) {
+              const int64_t count = std::min(kTile, pix_end - p0);
+              gather_patch(s, p0, count, x_plane, patch.data());
+              if (need_gx) std::fill(dpatch.begin(), dpatch.end(), T(0));
+              for (int64_t o = 0; o < Og; ++o) {
+                const int64_t o_abs = g * Og + o, pair = o_abs * Cg + c;
+                const T* q = w + pair * T2 * T2;
+                const T* gy_row = gy + (n * s.O + o_abs) * L + p0;
+                std::copy(gy_row, gy_row + count, gout.begin());
+                std::fill(gout.begin() + count, gout.end(), T(0));
+                backward_sigma<MR>(q, kb ? kb + pair * T2 : nullptr, patch.data(), gout.data(), T2,
+                                   dsig.data(), need_gx ? dpatch.data() : nullptr);
+                if (need_gw)
+                  backward_dq<MR>(dsig.data(), patch.data(), T2, dq_lanes.data() + o * T2 * T2 * V,
+                                  db_lanes.data() + o * T2 * V);
+                if (need_gx) backward_dx<MR>(q, dsig.data(), T2, dpatch.data());
+              }
+              if (need_gx) scatter_patch(s, p0, count, dpatch.data(), gx + (n * s.C + c_abs) * HW);
             }
-            if (need_gw) {
-              // dQ[o,c,uv,ab] += sum_p dsig[uv][p] X[ab][p];  dbeta[o,c,uv] += sum_p dsig[uv][p]
+          }
+          if (need_gw) {
+            // lanes summed in a fixed order into this band's partial
+            T* gw_b = gw_part.data() + band * w_numel;
+            T* gkb_b = gkb_part.data() + band * kb_numel;
+            for (int64_t o = 0; o < Og; ++o) {
+              const int64_t pair = (g * Og + o) * Cg + c;
+              for (int64_t i = 0; i < T2 * T2; ++i) {
+                const T* lanes = dq_lanes.data() + (o * T2 * T2 + i) * V;
+                T sum = 0;
+                for (int64_t l = 0; l < V; ++l) sum += lanes[l];
+                gw_b[pair * T2 * T2 + i] = sum;
+              }
               for (int64_t uv = 0; uv < T2; ++uv) {
-                const T* ds = dsig.data() + uv * kTile;
-                T* db = db_lanes.data() + (o * T2 + uv) * V;
-                Vec db_acc = Vec::loadu(db);
-                for (int64_t p = 0; p < kTile; p += V) db_acc = db_acc + Vec::loadu(ds + p);
-                db_acc.store(db);
-                for (int64_t ab = 0; ab < T2; ++ab) {
-                  T* dq = dq_lanes.data() + ((o * T2 + uv) * T2 + ab) * V;
-                  Vec dq_acc = Vec::loadu(dq);
-                  for (int64_t p = 0; p < kTile; p += V)
-                    dq_acc = at::vec::fmadd(Vec::loadu(ds + p), Vec::loadu(X + ab * kTile + p), dq_acc);
-                  dq_acc.store(dq);
-                }
-              }
-            }
-            if (need_gx) {
-              // dX[ab][p] += sum_uv dsig[uv][p] Q[uv, ab]
-              for (int64_t p = 0; p < kTile; p += V) {
-                for (int64_t ab = 0; ab < T2; ++ab) {
-                  T* d = dpatch.data() + ab * kTile + p;
-                  Vec acc = Vec::loadu(d);
-                  for (int64_t uv = 0; uv < T2; ++uv)
-                    acc = at::vec::fmadd(Vec(q[uv * T2 + ab]), Vec::loadu(dsig.data() + uv * kTile + p), acc);
-                  acc.store(d);
-                }
-              }
-            }
-          }
-          if (need_gx) scatter_patch(s, p0, count, dpatch.data(), gx + (n * s.C + c_abs) * HW);
-        }
-        if (need_gw) {
-          for (int64_t o = 0; o < Og; ++o) {
-            const int64_t pair = (g * Og + o) * Cg + c;
-            for (int64_t uv = 0; uv < T2; ++uv) {
-              const T* db = db_lanes.data() + (o * T2 + uv) * V;
-              T sum = 0;
-              for (int64_t l = 0; l < V; ++l) sum += db[l];
-              gkb_c[pair * T2 + uv] += sum;
-              for (int64_t ab = 0; ab < T2; ++ab) {
-                const T* dq = dq_lanes.data() + ((o * T2 + uv) * T2 + ab) * V;
-                T qsum = 0;
-                for (int64_t l = 0; l < V; ++l) qsum += dq[l];
-                gw_c[(pair * T2 + uv) * T2 + ab] += qsum;
+                const T* lanes = db_lanes.data() + (o * T2 + uv) * V;
+                T sum = 0;
+                for (int64_t l = 0; l < V; ++l) sum += lanes[l];
+                gkb_b[pair * T2 + uv] = sum;
               }
             }
           }
         }
-      }
+      });
     }
   });
 
   if (need_gw) {
-    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
-      const T* gw_c = gw_part.data() + chunk * w_numel;
-      const T* gkb_c = gkb_part.data() + chunk * kb_numel;
-      for (int64_t i = 0; i < w_numel; ++i) gw[i] += gw_c[i];
-      for (int64_t i = 0; i < kb_numel; ++i) gkb[i] += gkb_c[i];
+    for (int64_t band = 0; band < bands.count; ++band) {
+      const T* gw_b = gw_part.data() + band * w_numel;
+      const T* gkb_b = gkb_part.data() + band * kb_numel;
+      for (int64_t i = 0; i < w_numel; ++i) gw[i] += gw_b[i];
+      for (int64_t i = 0; i < kb_numel; ++i) gkb[i] += gkb_b[i];
     }
   }
 }
