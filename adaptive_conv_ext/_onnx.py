@@ -2,13 +2,15 @@
 
 ``torch.onnx.export(model, args, dynamo=True)`` first captures the model with
 torch.export (the graph then holds ``adaptive_conv_ext::adaptive_conv2d_forward``),
-then decomposes every op that has no ONNX translation with a table built from
-``torch.export.default_decompositions()`` and ``torch._decomp.decomposition_table``
-(torch/onnx/_internal/exporter/_decomp.py), and translates the result op by op.
-Registering :func:`adaptive_conv2d_standard_ops` in ``torch._decomp.decomposition_table``
-is therefore all the exporter needs: no argument from the user. That table is read
-only by callers that ask for it by op (the ONNX exporter, ``make_fx`` with a table):
-eager calls, torch.export.export and torch.compile/AOTInductor keep the fused op.
+then decomposes every op that has no ONNX translation with the table that
+``torch.onnx._internal.exporter._decomp.create_onnx_friendly_decomposition_table``
+builds, and translates the result op by op. On import, this module wraps that builder
+so the table it returns also maps our op to :func:`adaptive_conv2d_standard_ops`: no
+argument from the user, and no other consumer sees it (eager calls, torch.export,
+torch.compile and AOTInductor keep the fused op). It is not registered in
+``torch._decomp.decomposition_table``: Inductor asserts, whenever the ``CI``
+environment variable is set, that no op it calls as a fallback has a decomposition
+there, so torch.compile and AOTInductor would fail in every CI job.
 
 The formulation (SPEC section 1), unfold-free, every step an ONNX Conv, Tanh, Mul,
 ReduceSum, Add or Reshape:
@@ -23,6 +25,7 @@ ReduceSum, Add or Reshape:
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -123,13 +126,31 @@ def check_exportable(backend: str) -> None:
 def _register_decomposition() -> None:
     global REGISTRATION_ERROR
     try:  # private API: if a torch version moves it, only ONNX export is lost (see check_exportable)
-        from torch._decomp import decomposition_table, register_decomposition
-    except ImportError as exc:
-        REGISTRATION_ERROR = f"torch._decomp.register_decomposition is not importable ({exc})"
+        from torch.onnx._internal.exporter import _decomp as onnx_decomp
+
+        build = onnx_decomp.create_onnx_friendly_decomposition_table
+    except (ImportError, AttributeError) as exc:
+        REGISTRATION_ERROR = f"torch.onnx's exporter has no create_onnx_friendly_decomposition_table ({exc})"
+        return
+    if getattr(build, "adds_adaptive_conv2d", False):  # the module was imported again
         return
     op = torch.ops.adaptive_conv_ext.adaptive_conv2d_forward.default
-    if op not in decomposition_table:
-        register_decomposition(op)(adaptive_conv2d_standard_ops)
+
+    @functools.wraps(build)
+    def build_with_adaptive_conv2d(*args, **kwargs):
+        table = build(*args, **kwargs)
+        table.setdefault(op, adaptive_conv2d_standard_ops)
+        return table
+
+    build_with_adaptive_conv2d.adds_adaptive_conv2d = True
+    onnx_decomp.create_onnx_friendly_decomposition_table = build_with_adaptive_conv2d
+
+
+def onnx_decomposition_table() -> dict:
+    """The table the ONNX exporter decomposes with (for tests and for the curious)."""
+    from torch.onnx._internal.exporter import _decomp as onnx_decomp
+
+    return onnx_decomp.create_onnx_friendly_decomposition_table(set())
 
 
 if _native.IMPORT_ERROR is None:

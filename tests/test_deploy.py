@@ -98,13 +98,17 @@ def test_standard_op_form_matches_the_reference(geometry, biases):
 
 
 def test_standard_op_form_is_registered_for_the_onnx_exporter_only():
-    from torch._decomp import core_aten_decompositions, decomposition_table
+    from torch._decomp import core_aten_decompositions, decomposition_table, get_decompositions
+
+    from adaptive_conv_ext._onnx import onnx_decomposition_table
 
     op = torch.ops.adaptive_conv_ext.adaptive_conv2d_forward.default
-    assert decomposition_table[op] is adaptive_conv2d_standard_ops
-    # Not part of what torch.export's run_decompositions() or Inductor apply by default.
+    assert onnx_decomposition_table()[op] is adaptive_conv2d_standard_ops
+    # Not part of what torch.export's run_decompositions() or Inductor apply, nor in the
+    # global table (Inductor's make_fallback asserts against that when CI is set).
     assert op not in core_aten_decompositions()
     assert op not in torch.export.default_decompositions()
+    assert op not in decomposition_table and not get_decompositions([op])
 
 
 # --- torch.export --------------------------------------------------------------------
@@ -176,7 +180,7 @@ def test_onnx_export_without_the_registration_says_what_to_change(monkeypatch):
 
     from adaptive_conv_ext import _onnx
 
-    monkeypatch.setattr(_onnx, "REGISTRATION_ERROR", "torch._decomp.register_decomposition is not importable")
+    monkeypatch.setattr(_onnx, "REGISTRATION_ERROR", "torch.onnx's exporter has no create_onnx_friendly_decomposition_table")
     with pytest.raises(Exception) as info:
         torch.onnx.export(model_for("pad1"), (torch.randn(1, 3, 8, 8),), io.BytesIO(), dynamo=True)
     chain, exc = [], info.value
