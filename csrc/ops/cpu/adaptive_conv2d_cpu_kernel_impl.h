@@ -154,14 +154,29 @@ inline void micro_gemm(Vectorized<T> (&acc)[MR][NR], const T* A, int64_t rs, int
                        const T* B) {
   using Vec = Vectorized<T>;
   constexpr int64_t V = Vec::size();
+  // A local copy whose address never escapes, so GCC keeps it in registers: updating the
+  // caller's array (which it hands on by reference) stored every accumulator back to the
+  // stack on every step k (perf: those stores, not the FMAs, were the hot instructions).
+  Vec c[MR][NR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) c[r][j] = acc[r][j];
   for (int64_t k = 0; k < K; ++k) {
     Vec b[NR];
+#pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) b[j] = Vec::loadu(B + k * kTile + j * V);
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       const Vec a(A[r * rs + k * ks]);
-      for (int j = 0; j < NR; ++j) acc[r][j] = at::vec::fmadd(a, b[j], acc[r][j]);
+#pragma GCC unroll 4
+      for (int j = 0; j < NR; ++j) c[r][j] = at::vec::fmadd(a, b[j], c[r][j]);
     }
   }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) acc[r][j] = c[r][j];
 }
 
 // Rows per block for T2 kernel elements: a divisor of T2 when one fits (k = 3, 5, 7
@@ -333,33 +348,51 @@ void backward_dx(const T* q, const T* dsig, int64_t T2, T* dpatch) {
   }
 }
 
-// Weight-gradient columns per block beside MR rows (lane accumulators in registers).
+// Tiles whose dsigma and patch the weight gradient reads in one pass: its lane
+// accumulators are loaded and stored once per chunk instead of once per tile.
+constexpr int64_t kChunkTiles = 4;
+
+// Weight-gradient columns per block of MR rows: MR*NB accumulators, the MR dsigma
+// vectors of one pixel vector and one patch vector in registers.
 template <int MR>
 constexpr int dq_columns() {
-  return kVecRegs == 32 ? 3 : (MR <= 3 ? 2 : 1);
+  return std::min(9, (kVecRegs - MR - 1) / MR);
 }
 
-// dQ[uv][ab] += sum_p dsig[uv][p] X[ab][p], dbeta[uv] += sum_p dsig[uv][p], both kept
-// as vectors of per-lane partial sums (dq: T2*T2 vectors, db: T2 vectors).
+// dQ[uv][ab] += sum_p dsig[uv][p] X[ab][p], dbeta[uv] += sum_p dsig[uv][p] over the
+// `tiles` tiles of a chunk (tile t at offset t * T2 * kTile), both kept as vectors of
+// per-lane partial sums (dq: T2*T2 vectors, db: T2 vectors).
 template <int MR, typename T>
-void backward_dq(const T* dsig, const T* X, int64_t T2, T* dq, T* db) {
+void backward_dq(const T* dsig, const T* X, int64_t T2, int64_t tiles, T* dq, T* db) {
   using Vec = Vectorized<T>;
   constexpr int64_t V = Vec::size();
   constexpr int NB = dq_columns<MR>();
+  const int64_t tile_stride = T2 * kTile;
   auto block = [&](auto rows, auto cols, int64_t uv0, int64_t ab0) {
     constexpr int R = decltype(rows)::value, B = decltype(cols)::value;
     Vec acc[R][B];
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
+#pragma GCC unroll 9
       for (int j = 0; j < B; ++j) acc[r][j] = Vec::loadu(dq + ((uv0 + r) * T2 + ab0 + j) * V);
-    for (int64_t p = 0; p < kTile; p += V) {
-      Vec xv[B];
-      for (int j = 0; j < B; ++j) xv[j] = Vec::loadu(X + (ab0 + j) * kTile + p);
-      for (int r = 0; r < R; ++r) {
-        const Vec d = Vec::loadu(dsig + (uv0 + r) * kTile + p);
-        for (int j = 0; j < B; ++j) acc[r][j] = at::vec::fmadd(d, xv[j], acc[r][j]);
+    for (int64_t t = 0; t < tiles; ++t) {
+      const T* ds = dsig + t * tile_stride + uv0 * kTile;
+      const T* xs = X + t * tile_stride + ab0 * kTile;
+      for (int64_t p = 0; p < kTile; p += V) {
+        Vec d[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) d[r] = Vec::loadu(ds + r * kTile + p);
+#pragma GCC unroll 9
+        for (int j = 0; j < B; ++j) {
+          const Vec xv = Vec::loadu(xs + j * kTile + p);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) acc[r][j] = at::vec::fmadd(d[r], xv, acc[r][j]);
+        }
       }
     }
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
+#pragma GCC unroll 9
       for (int j = 0; j < B; ++j) acc[r][j].store(dq + ((uv0 + r) * T2 + ab0 + j) * V);
   };
   auto rows_block = [&](auto rows, int64_t uv0) {
@@ -372,7 +405,8 @@ void backward_dq(const T* dsig, const T* X, int64_t T2, T* dq, T* db) {
   for (; uv0 < T2; ++uv0) rows_block(std::integral_constant<int, 1>{}, uv0);
   for (int64_t uv = 0; uv < T2; ++uv) {
     Vec acc = Vec::loadu(db + uv * V);
-    for (int64_t p = 0; p < kTile; p += V) acc = acc + Vec::loadu(dsig + uv * kTile + p);
+    for (int64_t t = 0; t < tiles; ++t)
+      for (int64_t p = 0; p < kTile; p += V) acc = acc + Vec::loadu(dsig + t * tile_stride + uv * kTile + p);
     acc.store(db + uv * V);
   }
 }
@@ -401,7 +435,9 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
     for (int64_t phase = 0; phase < 2; ++phase) {
       const int64_t bands_in_phase = (bands.count - phase + 1) / 2;
       at::parallel_for(0, s.C * bands_in_phase, 1, [&](int64_t begin, int64_t end) {
-        std::vector<T> patch(T2 * kTile), dpatch(T2 * kTile), dsig(T2 * kTile), gout(kTile);
+        const int64_t tile_stride = T2 * kTile, chunk = kChunkTiles * kTile;
+        std::vector<T> patch(kChunkTiles * tile_stride), dpatch(kChunkTiles * tile_stride);
+        std::vector<T> dsig(kChunkTiles * tile_stride), gout(kTile);
         std::vector<T> dq_lanes(need_gw ? Og * T2 * T2 * V : 0), db_lanes(need_gw ? Og * T2 * V : 0);
         for (int64_t item = begin; item < end; ++item) {
           const int64_t c_abs = item / bands_in_phase, band = 2 * (item % bands_in_phase) + phase;
@@ -412,24 +448,34 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
           std::fill(db_lanes.begin(), db_lanes.end(), T(0));
           for (int64_t n = 0; n < s.N; ++n) {
             const T* x_plane = x + (n * s.C + c_abs) * HW;
-            for (int64_t p0 = pix_begin; p0 < pix_end; p0 += kTile) {
-              const int64_t count = std::min(kTile, pix_end - p0);
-              gather_patch(s, p0, count, x_plane, patch.data());
-              if (need_gx) std::fill(dpatch.begin(), dpatch.end(), T(0));
+            for (int64_t c0 = pix_begin; c0 < pix_end; c0 += chunk) {
+              const int64_t tiles = (std::min(chunk, pix_end - c0) + kTile - 1) / kTile;
+              auto tile_count = [&](int64_t t) { return std::min(kTile, pix_end - c0 - t * kTile); };
+              for (int64_t t = 0; t < tiles; ++t)
+                gather_patch(s, c0 + t * kTile, tile_count(t), x_plane, patch.data() + t * tile_stride);
+              if (need_gx) std::fill_n(dpatch.begin(), tiles * tile_stride, T(0));
               for (int64_t o = 0; o < Og; ++o) {
                 const int64_t o_abs = g * Og + o, pair = o_abs * Cg + c;
                 const T* q = w + pair * T2 * T2;
-                const T* gy_row = gy + (n * s.O + o_abs) * L + p0;
-                std::copy(gy_row, gy_row + count, gout.begin());
-                std::fill(gout.begin() + count, gout.end(), T(0));
-                backward_sigma<MR>(q, kb ? kb + pair * T2 : nullptr, patch.data(), gout.data(), T2,
-                                   dsig.data(), need_gx ? dpatch.data() : nullptr);
+                for (int64_t t = 0; t < tiles; ++t) {
+                  const int64_t count = tile_count(t);
+                  const T* gy_row = gy + (n * s.O + o_abs) * L + c0 + t * kTile;
+                  std::copy(gy_row, gy_row + count, gout.begin());
+                  std::fill(gout.begin() + count, gout.end(), T(0));
+                  T* dsig_t = dsig.data() + t * tile_stride;
+                  T* dpatch_t = need_gx ? dpatch.data() + t * tile_stride : nullptr;
+                  backward_sigma<MR>(q, kb ? kb + pair * T2 : nullptr, patch.data() + t * tile_stride,
+                                     gout.data(), T2, dsig_t, dpatch_t);
+                  if (need_gx) backward_dx<MR>(q, dsig_t, T2, dpatch_t);
+                }
                 if (need_gw)
-                  backward_dq<MR>(dsig.data(), patch.data(), T2, dq_lanes.data() + o * T2 * T2 * V,
+                  backward_dq<MR>(dsig.data(), patch.data(), T2, tiles, dq_lanes.data() + o * T2 * T2 * V,
                                   db_lanes.data() + o * T2 * V);
-                if (need_gx) backward_dx<MR>(q, dsig.data(), T2, dpatch.data());
               }
-              if (need_gx) scatter_patch(s, p0, count, dpatch.data(), gx + (n * s.C + c_abs) * HW);
+              if (need_gx)
+                for (int64_t t = 0; t < tiles; ++t)
+                  scatter_patch(s, c0 + t * kTile, tile_count(t), dpatch.data() + t * tile_stride,
+                                gx + (n * s.C + c_abs) * HW);
             }
           }
           if (need_gw) {
