@@ -77,9 +77,14 @@ def padding_per_side(padding, kernel_size, stride, dilation) -> Tuple[int, int, 
     return (pH, pH, pW, pW)
 
 
-def _check_padding_mode(padding_mode, sides, size) -> None:
+def check_padding_mode_name(padding_mode) -> None:
+    """The one check of padding_mode's value (functional and module)."""
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+
+
+def _check_padding_mode(padding_mode, sides, size) -> None:
+    check_padding_mode_name(padding_mode)
     top, bottom, left, right = sides
     for axis, n, pads in (("height", size[0], (top, bottom)), ("width", size[1], (left, right))):
         if padding_mode == "reflect" and max(pads) >= n:

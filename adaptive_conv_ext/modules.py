@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._validation import PADDING_MODES, _pair, padding_per_side, check_backend_name
+from ._validation import _pair, check_backend_name, check_padding_mode_name, padding_per_side
 from .functional import adaptive_conv2d
 
 
@@ -52,8 +52,7 @@ class AdaptiveConv2d(nn.Module):
         # Checked now, as nn.Conv2d does ("same" with a stride fails at construction).
         padding_per_side(padding, self.kernel_size, self.stride, self.dilation)
         self.padding = padding if isinstance(padding, str) else _pair(padding, "padding", 0)
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        check_padding_mode_name(padding_mode)
         self.padding_mode = padding_mode
         self.groups = groups
         self.backend = check_backend_name(backend)
