@@ -27,46 +27,91 @@ using at::vec::Vectorized;
 // Output pixels per tile: a multiple of every vector width (16 floats on AVX-512).
 constexpr int64_t kTile = 64;
 
+// Runs of a tile are a few dozen elements: vector loops with a scalar tail instead of
+// memmove calls (their call and dispatch cost exceeded the copying at these sizes).
+template <typename T>
+inline void copy_short(T* dst, const T* src, int64_t n) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  int64_t i = 0;
+  for (; i + V <= n; i += V) Vec::loadu(src + i).store(dst + i);
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+// dst[i * stride] += src[i]
+template <typename T>
+inline void add_short(T* dst, int64_t stride, const T* src, int64_t n) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  int64_t i = 0;
+  if (stride == 1)
+    for (; i + V <= n; i += V) (Vec::loadu(dst + i) + Vec::loadu(src + i)).store(dst + i);
+  for (; i < n; ++i) dst[i * stride] += src[i];
+}
+
 // A tile covers output pixels [p0, p0 + count) of the flattened Ho*Wo grid: a few
 // runs along output rows. Along a run the taps of one kernel column (a, b) are
 // equally spaced in one input row, so gather and scatter work run by run, with
 // the zero padding cut off at both ends instead of tested pixel by pixel.
 
+// The runs of a tile, found once per tile (the tap loops below reuse them: integer
+// divisions per tap and run were a visible share of a depthwise tile's time).
+struct TileRuns {
+  struct Run {
+    int64_t p, len, i, j0;  // pixels [p, p + len) lie in output row i from column j0
+  };
+  Run run[kTile];  // at most one run per pixel (Wo = 1)
+  int64_t size = 0;
+
+  TileRuns(const AdaptiveConvShape& s, int64_t p0, int64_t count) {
+    for (int64_t p = 0; p < count;) {
+      const int64_t i = (p0 + p) / s.Wo, j0 = (p0 + p) % s.Wo;
+      const int64_t len = std::min(s.Wo - j0, count - p);
+      run[size++] = {p, len, i, j0};
+      p += len;
+    }
+  }
+};
+
 // fn(p, len, ih, iw, lo, hi) for each run [p, p + len) of the tile and tap (a, b):
 // pixel p + jj reads input (ih, iw + jj * sW); only jj in [lo, hi) lies inside the
 // image (ih itself may be outside: then lo == hi).
 template <typename Fn>
-inline void for_each_tap_run(const AdaptiveConvShape& s, int64_t p0, int64_t count, int64_t a,
-                             int64_t b, Fn&& fn) {
-  for (int64_t p = 0; p < count;) {
-    const int64_t i = (p0 + p) / s.Wo, j0 = (p0 + p) % s.Wo;
-    const int64_t len = std::min(s.Wo - j0, count - p);
-    const int64_t ih = i * s.sH - s.pH + a * s.dH, iw = j0 * s.sW - s.pW + b * s.dW;
+inline void for_each_tap_run(const AdaptiveConvShape& s, const TileRuns& runs, int64_t a, int64_t b,
+                             Fn&& fn) {
+  for (int64_t r = 0; r < runs.size; ++r) {
+    const TileRuns::Run& run = runs.run[r];
+    const int64_t ih = run.i * s.sH - s.pH + a * s.dH, iw = run.j0 * s.sW - s.pW + b * s.dW;
     int64_t lo = 0, hi = 0;
     if (ih >= 0 && ih < s.H) {
-      lo = iw >= 0 ? 0 : (-iw + s.sW - 1) / s.sW;           // first jj with iw + jj*sW >= 0
-      hi = iw > s.W - 1 ? 0 : (s.W - 1 - iw) / s.sW + 1;    // past the last jj with iw + jj*sW < W
-      lo = std::min(lo, len);
-      hi = std::min(std::max(hi, lo), len);
+      if (s.sW == 1) {
+        lo = std::max<int64_t>(-iw, 0);
+        hi = std::max<int64_t>(s.W - iw, 0);
+      } else {
+        lo = iw >= 0 ? 0 : (-iw + s.sW - 1) / s.sW;           // first jj with iw + jj*sW >= 0
+        hi = iw > s.W - 1 ? 0 : (s.W - 1 - iw) / s.sW + 1;    // past the last jj with iw + jj*sW < W
+      }
+      lo = std::min(lo, run.len);
+      hi = std::min(std::max(hi, lo), run.len);
     }
-    fn(p, len, ih, iw, lo, hi);
-    p += len;
+    fn(run.p, run.len, ih, iw, lo, hi);
   }
 }
 
 // patch[t * kTile + p] = X[tap t] of pixel p (zero padding; zero for p >= count).
 template <typename T>
 void gather_patch(const AdaptiveConvShape& s, int64_t p0, int64_t count, const T* plane, T* patch) {
+  const TileRuns runs(s, p0, count);
   for (int64_t a = 0; a < s.kH; ++a) {
     for (int64_t b = 0; b < s.kW; ++b) {
       T* row = patch + (a * s.kW + b) * kTile;
-      for_each_tap_run(s, p0, count, a, b, [&](int64_t p, int64_t len, int64_t ih, int64_t iw, int64_t lo, int64_t hi) {
+      for_each_tap_run(s, runs, a, b, [&](int64_t p, int64_t len, int64_t ih, int64_t iw, int64_t lo, int64_t hi) {
         T* dst = row + p;
         std::fill(dst, dst + lo, T(0));
         if (hi > lo) {
           const T* src = plane + ih * s.W + iw + lo * s.sW;
           if (s.sW == 1) {
-            std::copy(src, src + (hi - lo), dst + lo);
+            copy_short(dst + lo, src, hi - lo);
           } else {
             for (int64_t jj = lo; jj < hi; ++jj) dst[jj] = src[(jj - lo) * s.sW];
           }
@@ -81,14 +126,15 @@ void gather_patch(const AdaptiveConvShape& s, int64_t p0, int64_t count, const T
 // The transpose of gather_patch (col2im for one tile): plane += dpatch at the taps.
 template <typename T>
 void scatter_patch(const AdaptiveConvShape& s, int64_t p0, int64_t count, const T* dpatch, T* plane) {
+  const TileRuns runs(s, p0, count);
   for (int64_t a = 0; a < s.kH; ++a) {
     for (int64_t b = 0; b < s.kW; ++b) {
       const T* row = dpatch + (a * s.kW + b) * kTile;
-      for_each_tap_run(s, p0, count, a, b, [&](int64_t p, int64_t, int64_t ih, int64_t iw, int64_t lo, int64_t hi) {
+      for_each_tap_run(s, runs, a, b, [&](int64_t p, int64_t, int64_t ih, int64_t iw, int64_t lo, int64_t hi) {
         if (hi <= lo) return;
         T* dst = plane + ih * s.W + iw + lo * s.sW;
         const T* src = row + p + lo;
-        for (int64_t jj = 0; jj < hi - lo; ++jj) dst[jj * s.sW] += src[jj];
+        add_short(dst, s.sW, src, hi - lo);
       });
     }
   }
@@ -460,7 +506,7 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
                 for (int64_t t = 0; t < tiles; ++t) {
                   const int64_t count = tile_count(t);
                   const T* gy_row = gy + (n * s.O + o_abs) * L + c0 + t * kTile;
-                  std::copy(gy_row, gy_row + count, gout.begin());
+                  copy_short(gout.data(), gy_row, count);
                   std::fill(gout.begin() + count, gout.end(), T(0));
                   T* dsig_t = dsig.data() + t * tile_stride;
                   T* dpatch_t = need_gx ? dpatch.data() + t * tile_stride : nullptr;
