@@ -336,7 +336,10 @@ struct Bands {
 template <typename T>
 Bands make_bands(const AdaptiveConvShape& s, int64_t w_numel) {
   const int64_t halo_rows = ((s.kH - 1) * s.dH + s.sH - 1) / s.sH;
-  int64_t target = 8;  // enough items for the cores of a small machine at batch 1
+  // Enough (channel, band) items for the cores of a small machine at batch 1, from the
+  // shape alone (never the thread count, which must not change the result). Each item
+  // zeroes and reduces its Og*T2*T2 lane accumulators, so no more bands than that.
+  int64_t target = std::clamp<int64_t>((16 + s.C - 1) / std::max<int64_t>(s.C, 1), 1, 8);
   // the partials (one weight gradient per band) stay under 64 MiB
   while (target > 1 && target * (w_numel + w_numel / std::max<int64_t>(s.taps(), 1)) * int64_t(sizeof(T)) > (int64_t(64) << 20))
     target /= 2;
