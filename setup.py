@@ -7,6 +7,7 @@ import copy
 import glob
 import os
 import platform
+import sys
 
 import torch
 from setuptools import find_packages, setup
@@ -49,6 +50,13 @@ def extensions():
         sources += [f"csrc/ops/cpu/adaptive_conv2d_cpu{suffix}" for suffix in ISA_FLAGS]
         macros.append(("ADAPTIVE_CONV_X86_KERNELS", None))
     cxx = ["-O3"]
+    link = []
+    if sys.platform.startswith("linux"):
+        # at::parallel_for is a header template: without -fopenmp its `omp parallel` is
+        # compiled out and every CPU kernel runs on one thread. The libgomp.so.1 this
+        # links is the one libtorch_cpu has already loaded (same soname): one runtime.
+        cxx.append("-fopenmp")
+        link.append("-fopenmp")
     reason = cuda_build_reason()
     if reason is None:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
@@ -61,6 +69,7 @@ def extensions():
                 include_dirs=[os.path.join(ROOT, "csrc")],
                 define_macros=macros + [("ADAPTIVE_CONV_WITH_CUDA", None)],
                 extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17", "-lineinfo"]},
+                extra_link_args=link,
                 py_limited_api=True,
             )
         ]
@@ -72,6 +81,7 @@ def extensions():
             include_dirs=[os.path.join(ROOT, "csrc")],
             define_macros=macros,
             extra_compile_args={"cxx": cxx},
+            extra_link_args=link,
             py_limited_api=True,
         )
     ]

@@ -113,6 +113,22 @@ def test_backward_is_bitwise_equal_for_any_thread_count():
     assert out.strip() == "ok"
 
 
+# ------------------------------------------------------------------ threads used
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks an ELF symbol of the Linux build")
+def test_kernels_are_built_with_openmp():
+    # at::parallel_for is a header template: compiled without -fopenmp its parallel
+    # region disappears and every kernel runs on one thread whatever
+    # torch.set_num_threads says (so it was until 2026-12-02). With OpenMP the library
+    # calls into libgomp's GOMP_parallel.
+    import shutil
+
+    nm = shutil.which("nm")
+    assert nm is not None, "binutils' nm is needed to inspect the extension"
+    lib = adaptive_conv_ext._C.__file__
+    symbols = subprocess.run([nm, "-D", "--undefined-only", lib], capture_output=True, text=True, check=True).stdout
+    assert "GOMP_parallel" in symbols, f"{lib} does not call OpenMP: its at::parallel_for runs serially"
+
+
 # ------------------------------------------------------------------ memory
 # sigma and K would need N*O*(C/g)*k*k*Ho*Wo floats (1.1 GiB here); the child may map at
 # most 256 MiB beyond what it holds after start-up and the inputs, so any buffer of
