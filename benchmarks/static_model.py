@@ -277,6 +277,26 @@ def forward_floor_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
 FLOOR_SECTIONS.append(forward_floor_rows)
 
 
+def fwdbwd_floor_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
+    """Forward + backward (16-bit) from backward_rows(kernels, forward_rows(kernels)), the
+    fused tensor-core backward's section, once this module has it (its loop-only model);
+    no rows before that."""
+    backward_rows = globals().get("backward_rows")
+    if backward_rows is None:
+        return []
+    out = []
+    for r in backward_rows(kernels, forward_rows(kernels)):
+        chosen = r.get("after") or r.get("before")
+        kernel = f"{chosen['fwd']} + {chosen.get('bwd', 'scalar backward')}" if chosen else None
+        pct = chosen["pct_of_floor"] if chosen else None
+        out.append({"shape": r["shape"], "dtype": r["dtype"], "pass": "forward+backward", "kernel": kernel,
+                    "pct_of_floor": pct, "pct_loop_only": pct})
+    return out
+
+
+FLOOR_SECTIONS.append(fwdbwd_floor_rows)
+
+
 def floor_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
     """Every section's rows, in section order."""
     return [row for section in FLOOR_SECTIONS for row in section(kernels)]

@@ -68,3 +68,21 @@ def test_floors_missing_object_is_named(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(floor_report, "find_cuobjdump", lambda: "cuobjdump")
     assert floor_report.main(objs=[str(tmp_path / "missing.o")]) == 2
     assert "missing.o: no such file" in capsys.readouterr().err
+
+
+def test_fwdbwd_section_reports_the_backward_rows(monkeypatch):
+    """The forward+backward rows come from static_model.backward_rows (the fused backward's
+    section) as soon as the module has it: --floors then prints them without more wiring."""
+    from benchmarks import static_model
+
+    fake = [{"shape": "mid-64", "dtype": "bfloat16",
+             "after": {"fwd": "fwd_mma<bf16, 1, 1>", "bwd": "bwd_mma<bf16, 1, 1>", "pct_of_floor": 33.0}},
+            {"shape": "mid-64", "dtype": "float16"}]
+    monkeypatch.setattr(static_model, "forward_rows", lambda kernels: [])
+    monkeypatch.setattr(static_model, "backward_rows", lambda kernels, fwd: fake, raising=False)
+    rows = static_model.fwdbwd_floor_rows({})
+    assert rows[0] == {"shape": "mid-64", "dtype": "bfloat16", "pass": "forward+backward",
+                       "kernel": "fwd_mma<bf16, 1, 1> + bwd_mma<bf16, 1, 1>", "pct_of_floor": 33.0,
+                       "pct_loop_only": 33.0}
+    assert rows[1]["pct_of_floor"] is None and rows[1]["kernel"] is None
+    assert static_model.fwdbwd_floor_rows in static_model.FLOOR_SECTIONS
