@@ -38,13 +38,14 @@ constexpr int kCudaArch = __CUDA_ARCH__;
 constexpr int kCudaArch = 0;  // host pass / CPU emulation: launch bounds are not used there
 #endif
 constexpr int scalar_min_blocks(ScalarKernel kind, int kh) {
+  const bool sm90 = kCudaArch >= 900;  // sm_80 needs a few more registers in some kernels
   switch (kind) {
-    case ScalarKernel::kForward:  // generic, 3x3, 5x5, 7x7: 64, 128, 128, 80 registers
-      return kh == 0 ? 4 : (kh == 7 ? 3 : 2);
-    case ScalarKernel::kGradInput:  // 5x5 fits 128 registers only on sm_80, 7x7 only on sm_90
-      return kh == 0 ? 4 : kh == 3 ? 3 : kh == 5 ? (kCudaArch >= 900 ? 1 : 2) : (kCudaArch >= 900 ? 2 : 1);
+    case ScalarKernel::kForward:  // generic, 3x3, 5x5, 7x7 (sm_90): 64, 128, 128, 80 registers
+      return kh == 0 ? (sm90 ? 4 : 3) : kh == 7 ? (sm90 ? 3 : 2) : 2;
+    case ScalarKernel::kGradInput:  // 7x7 fits 128 registers only on sm_90; 5x5 nowhere
+      return kh == 0 ? 4 : kh == 3 ? 3 : kh == 5 ? 1 : (sm90 ? 2 : 1);
     case ScalarKernel::kGradWeight:  // 5x5 and 7x7 (25 and 28 dQ columns per thread) need > 128
-      return kh == 0 || kh == 3 ? 3 : 1;
+      return kh == 0 ? 3 : kh == 3 ? (sm90 ? 3 : 2) : 1;
   }
   return 1;
 }
