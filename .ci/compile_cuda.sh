@@ -3,8 +3,8 @@
 #  1. every csrc/**/*.cu compiles with nvcc for sm_80 and sm_90 (-c only, into a temp dir,
 #     with ptxas -v);
 #  2. SASS check of the sm_90 code (.ci/sass_check.py, cuobjdump from CUDA or triton's
-#     wheel): HMMA and only 16-bit MUFU.TANH in the tensor-core kernels, no register spills
-#     beyond the known scalar ones; prints the per-kernel table;
+#     wheel): HMMA and only 16-bit MUFU.TANH in the tensor-core kernels, 0 bytes of register
+#     spill in every kernel (every arch built); prints the per-kernel table;
 #  3. the CPU models of the PTX instructions pass their unit tests (testing/test_ptx.cpp);
 #  4. the CPU emulation of the kernels (csrc/ops/cuda/testing/emulate_kernels.cpp: the same
 #     kernel source run with one std::thread per CUDA thread) passes its quick cases and

@@ -12,7 +12,8 @@ dense 16-bit MACs = 2 cycles per HMMA, half the wgmma peak that the floor uses):
   cycles per loop trip = max(all instructions / 4, MUFU * 2, HMMA * 2, FFMA / 4)
 
 against the floor of the same trip (SPEC section 4: useful tanh / 32 per SM clock for
-16-bit types, the packed form counting half; / 16 for float32). Useful tanh per trip:
+16-bit types, the packed form counting half; / 16 for float32; or the multiply-adds / their
+unit's rate when that is slower: float32 from 3x3 on, see floor_tanh_per_clk). Useful tanh per trip:
 32 pixels x the MUFU.TANH of the trip (scalar kernels: one pixel per lane), or 16 pixels x
 T x the output channels of the trip (tensor-core kernels, whose n8 tiles also compute the
 padding columns). A tensor-core trip covers kMmaOct = 8 output channels; with fewer
@@ -33,12 +34,24 @@ import math
 import re
 import subprocess
 import sys
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from .shapes import SPEC_SHAPES
 
 ISSUE_PER_CLK, MUFU_CLK, HMMA_CLK, FFMA_PER_CLK = 4, 2, 2, 4
 MMA_OCT = 8  # output channels per tensor-core block (kernels/forward_mma.cuh: kMmaOct)
+# SPEC section 4's multiply-add units on sm_90, per SM per clock (benchmarks/floors.py):
+# FP32 FMA lanes, dense 16-bit matrix multiply-adds.
+FP32_FMA_PER_SM_CLK, MMA16_MAC_PER_SM_CLK = 128, 2048
+
+
+def floor_tanh_per_clk(dtype: str, macs_per_tanh: int) -> float:
+    """Useful tanh per SM clock at the SPEC section 4 floor: the tanh rate (16; the packed
+    16-bit form counts half: 32) or the multiply-add rate / multiply-adds per tanh (forward:
+    kH*kW + 1; backward: 3*kH*kW + 1), whichever is slower. float32 is FMA-bound from 3x3 on."""
+    sixteen = dtype != "float32"
+    mac_rate = MMA16_MAC_PER_SM_CLK if sixteen else FP32_FMA_PER_SM_CLK
+    return min(32 if sixteen else 16, mac_rate / macs_per_tanh)
 
 
 def demangle(name: str) -> str:
@@ -95,7 +108,7 @@ def count(body: List[str]) -> dict:
             "lds": n(r"\bLDS"), "ldsm": n(r"\bLDSM")}
 
 
-def model(c: dict, useful_tanh: float, tanh_per_clk: int, instr_scale: float = 1.0, hmma_scale: float = 1.0,
+def model(c: dict, useful_tanh: float, tanh_per_clk: float, instr_scale: float = 1.0, hmma_scale: float = 1.0,
           mufu_scale: float = 1.0) -> dict:
     cycles = max(c["instr"] * instr_scale / ISSUE_PER_CLK, c["mufu_tanh"] * mufu_scale * MUFU_CLK,
                  c["hmma"] * hmma_scale * HMMA_CLK, c["ffma"] * instr_scale / FFMA_PER_CLK)
@@ -109,7 +122,7 @@ def forward_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
         T = shape.k * shape.k
         og = shape.O // shape.groups
         for dtype, tname in (("bfloat16", "bf16"), ("float16", "half"), ("float32", "float")):
-            tanh_per_clk = 16 if dtype == "float32" else 32
+            tanh_per_clk = floor_tanh_per_clk(dtype, T + 1)
             row = {"shape": shape.name, "dtype": dtype, "k": shape.k, "groups": shape.groups}
             scalar = f"fwd<{tname}, int, {shape.k}, {shape.k}>"
             # float32 uses the exact tanhf: one MUFU.EX2 (plus a reciprocal) per tanh.
@@ -133,7 +146,7 @@ def forward_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
                     share = (first + (c["instr"] - first) * oct_ / MMA_OCT) / c["instr"]
                     m = model(c, 16 * T * oct_, tanh_per_clk, instr_scale=share, hmma_scale=oct_ / MMA_OCT,
                               mufu_scale=oct_ / MMA_OCT)
-                    row["after"] = {"kernel": name, **c, "oct": oct_, **m}
+                    row["after"] = {"kernel": name, **c, "oct": oct_, "instr_scale": share, **m}
             mma = "after" in row  # kernels/planner.cuh: every 16-bit shape with T + 1 <= 64
             chosen = row["after"] if mma else row.get("before")
             row["planner"] = {"kernel": "tensor-core" if mma else "scalar",
@@ -156,6 +169,137 @@ def markdown(rows: List[dict]) -> str:
         ps = f"{p['kernel']} | {p['pct_of_floor']:.0f}%" if p["pct_of_floor"] is not None else f"{p['kernel']} | -"
         out.append(f"| {r['shape']} | {r['dtype']} | {bs} | {as_} | {ps} |")
     return "\n".join(out) + "\n"
+
+
+# ---------------------------------------------------------------- the floor report
+
+# Row producers for `python -m benchmarks --floors` (floor_rows): each takes the kernels
+# read_sass returns and gives rows {shape, dtype, pass, kernel, pct_of_floor}. A section
+# added to this module (e.g. the forward+backward of the fused backward) appends itself.
+FLOOR_SECTIONS: List[Callable[[Dict[str, List[tuple]]], List[dict]]] = []
+
+
+def _loops(code: List[tuple]) -> List[List[str]]:
+    """Bodies of all backward-branch loops, in address order."""
+    out = []
+    for addr, ins in code:
+        m = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", ins)
+        if m and int(m.group(1), 16) < addr:
+            out.append([i for a, i in code if int(m.group(1), 16) <= a <= addr])
+    return out
+
+
+def mma_staging_costs(code: List[tuple]) -> Optional[dict]:
+    """SASS instructions per staged element of the tensor-core forward's shared-memory
+    staging loops (no HMMA, no barrier inside): the input box (16-bit stores with a global
+    load) and Q (16-byte stores of 8 elements; or, in older code, 16-bit stores too: then
+    the second such loop). The main (most unrolled) loop of each kind sets its cost."""
+    box, q16, q128 = [], [], []
+    for body in _loops(code):
+        if any(re.search(r"\bHMMA\.|\bBAR\b", i) for i in body):
+            continue
+        n16 = sum(1 for i in body if i.startswith("STS.U16") or " STS.U16" in i)
+        n128 = sum(1 for i in body if i.startswith("STS.128") or " STS.128" in i)
+        ldg = any("LDG" in i for i in body)
+        if n128:
+            q128.append((n128, len(body) / n128))
+        elif n16 and ldg:
+            (q16 if box else box).append((n16, len(body) / n16))
+    if not box or not (q128 or q16):
+        return None
+    q = max(q128 or q16)
+    return {"box_per_elem": max(box)[1], "q_per_store": q[1], "q_elems_per_store": 8 if q128 else 1}
+
+
+def mma_forward_plan(shape) -> dict:
+    """planner.cuh plan_forward_mma at the default 48 KB budget: the pixel tile (128 pixels,
+    tile_sequence), output channels (oct) and input channels (cch) per round."""
+    def pow2ceil(v: int) -> int:
+        p = 1
+        while p < v:
+            p <<= 1
+        return p
+
+    ho = wo = shape.out_size()
+    tow = min(pow2ceil(wo), 32)
+    toh = min(128 // tow, ho)
+    tow = min(pow2ceil(wo), 128 // pow2ceil(toh))
+    bh, bw = toh + shape.k - 1, tow + shape.k - 1  # stride 1, dilation 1 (every SPEC shape)
+    ks = math.ceil((shape.k * shape.k + 1) / 16)
+    qelems = 16 * ks * (16 * ks + 8)
+    og, cg = shape.O // shape.groups, shape.C // shape.groups
+    oct_ = min(og, MMA_OCT)
+    cch = 1
+    while cch < min(cg, 16) and (-(-oct_ * (cch + 1) * qelems // 8) * 8 + (cch + 1) * (bh * bw + 2)) * 2 <= 48 * 1024:
+        cch += 1
+    useful = ho * wo / (math.ceil(ho / toh) * toh * math.ceil(wo / tow) * tow)
+    return {"toh": toh, "tow": tow, "box": bh * bw, "ks": ks, "oct": oct_, "cch": cch, "pixel_use": useful}
+
+
+def with_staging(after: dict, code: List[tuple], shape) -> Optional[dict]:
+    """The tensor-core forward per round of cch input channels, staging included: the loop
+    model of forward_rows (one channel, all oct output channels) times cch, plus the box and
+    Q staging instructions of the round (issue-bound), with the useful tanh scaled by the
+    share of the tile's pixels inside the image."""
+    costs = mma_staging_costs(code)
+    if costs is None:
+        return None
+    plan = mma_forward_plan(shape)
+    kk, cch, scale = 16 * plan["ks"], plan["cch"], plan["oct"] / MMA_OCT
+    staging = (cch * (plan["box"] + 2) / 256 * costs["box_per_elem"] +
+               plan["oct"] * cch * kk * kk / costs["q_elems_per_store"] / 256 * costs["q_per_store"])
+    issue = (cch * after["instr"] * after["instr_scale"] + staging) / ISSUE_PER_CLK
+    cycles = max(issue, cch * after["mufu_tanh"] * scale * MUFU_CLK, cch * after["hmma"] * scale * HMMA_CLK)
+    floor = cch * after["floor_cycles"] * plan["pixel_use"]
+    return {**plan, **costs, "staging_instr": staging, "cycles": cycles, "floor_cycles": floor,
+            "pct_of_floor": 100.0 * floor / cycles}
+
+
+def forward_floor_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
+    """The forward as the planner runs it: tensor-core kernel for 16-bit (with its staging,
+    with_staging), scalar for float32 (loop model only)."""
+    shapes = {s.name: s for s in SPEC_SHAPES}
+    out = []
+    for r in forward_rows(kernels):
+        mma = r["planner"]["kernel"] == "tensor-core"
+        chosen = r.get("after") if mma else r.get("before")
+        row = {"shape": r["shape"], "dtype": r["dtype"], "pass": "forward",
+               "kernel": chosen["kernel"] if chosen else None, "pct_of_floor": r["planner"]["pct_of_floor"],
+               "pct_loop_only": r["planner"]["pct_of_floor"]}
+        if mma:
+            st = with_staging(chosen, kernels[chosen["kernel"]], shapes[r["shape"]])
+            row["staging"] = st
+            row["pct_of_floor"] = st["pct_of_floor"] if st else None
+        out.append(row)
+    return out
+
+
+FLOOR_SECTIONS.append(forward_floor_rows)
+
+
+def fwdbwd_floor_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
+    """Forward + backward (16-bit) from backward_rows(kernels, forward_rows(kernels)), the
+    fused tensor-core backward's section, once this module has it (its loop-only model);
+    no rows before that."""
+    backward_rows = globals().get("backward_rows")
+    if backward_rows is None:
+        return []
+    out = []
+    for r in backward_rows(kernels, forward_rows(kernels)):
+        chosen = r.get("after") or r.get("before")
+        kernel = f"{chosen['fwd']} + {chosen.get('bwd', 'scalar backward')}" if chosen else None
+        pct = chosen["pct_of_floor"] if chosen else None
+        out.append({"shape": r["shape"], "dtype": r["dtype"], "pass": "forward+backward", "kernel": kernel,
+                    "pct_of_floor": pct, "pct_loop_only": pct})
+    return out
+
+
+FLOOR_SECTIONS.append(fwdbwd_floor_rows)
+
+
+def floor_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
+    """Every section's rows, in section order."""
+    return [row for section in FLOOR_SECTIONS for row in section(kernels)]
 
 
 def main() -> int:

@@ -64,7 +64,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="CPU: limit each memory child to this many MiB above its inputs; more is recorded as oom")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--floors", action="store_true",
+                   help="no benchmark run: print the static model's expected %% of the floor per SPEC shape and "
+                   "dtype on sm_90 from the kernels' SASS (benchmarks/floor_report.py; needs nvcc and cuobjdump)")
+    p.add_argument("--sass-obj", action="append", default=[],
+                   help="with --floors: an sm_90 object of the CUDA kernels to read (repeat; default: build them)")
+    p.add_argument("--sass-cache", help="with --floors: where the built objects are cached (default build/sass_model)")
     args = p.parse_args(argv)
+    if args.floors:
+        return args
 
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
@@ -320,5 +328,10 @@ def header_md(results: dict) -> str:
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.floors:
+        from . import floor_report
+
+        return floor_report.main(args.sass_obj, args.sass_cache)
     run(argv)
     return 0

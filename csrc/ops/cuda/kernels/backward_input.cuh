@@ -10,7 +10,7 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // Input gradient.
 template <typename scalar_t, typename index_t, int KH, int KW>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, scalar_min_blocks(ScalarKernel::kGradInput, KH))
 adaptive_conv2d_bwd_input_kernel(const Geom g, const DxCfg cfg,
                                  const scalar_t* __restrict__ grad_out,
                                  const scalar_t* __restrict__ input,

@@ -10,7 +10,7 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // Weight and kernel_bias gradients. AW = dQ columns a thread owns in the reduction phase.
 template <typename scalar_t, typename index_t, int KH, int KW, int AW>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, scalar_min_blocks(ScalarKernel::kGradWeight, KH))
 adaptive_conv2d_bwd_weight_kernel(const Geom g, const DwCfg cfg,
                                   const scalar_t* __restrict__ grad_out,
                                   const scalar_t* __restrict__ input,

@@ -25,6 +25,32 @@ constexpr int64_t kDefaultSmem = 48 * 1024;  // what a block gets without opting
 constexpr int64_t kMaxGridBlocks = (int64_t(1) << 31) - 1;
 
 // ---------------------------------------------------------------------------------------
+// Register caps of the scalar kernels: the second __launch_bounds__ argument (min. resident
+// blocks of kThreads per SM) caps registers at 65536 / (256 n): n = 4 -> 64, 3 -> 80,
+// 2 -> 128, 1 -> 255. Without it ptxas picked caps of its own and spilled in 13 kernels.
+// Each value is the most blocks per SM (occupancy) at which ptxas (nvcc 13.0) spills
+// nothing for that architecture (.ci/sass_check.py asserts 0 spill bytes); 4 is also all
+// the planner's default 48 KB of shared memory per block lets an SM hold.
+enum class ScalarKernel { kForward, kGradInput, kGradWeight };
+#if defined(__CUDA_ARCH__)
+constexpr int kCudaArch = __CUDA_ARCH__;
+#else
+constexpr int kCudaArch = 0;  // host pass / CPU emulation: launch bounds are not used there
+#endif
+constexpr int scalar_min_blocks(ScalarKernel kind, int kh) {
+  const bool sm90 = kCudaArch >= 900;  // sm_80 needs a few more registers in some kernels
+  switch (kind) {
+    case ScalarKernel::kForward:  // generic, 3x3, 5x5, 7x7 (sm_90): 64, 128, 128, 80 registers
+      return kh == 0 ? (sm90 ? 4 : 3) : kh == 7 ? (sm90 ? 3 : 2) : 2;
+    case ScalarKernel::kGradInput:  // 7x7 fits 128 registers only on sm_90; 5x5 nowhere
+      return kh == 0 ? 4 : kh == 3 ? 3 : kh == 5 ? 1 : (sm90 ? 2 : 1);
+    case ScalarKernel::kGradWeight:  // 5x5 and 7x7 (25 and 28 dQ columns per thread) need > 128
+      return kh == 0 ? 3 : kh == 3 ? (sm90 ? 3 : 2) : 1;
+  }
+  return 1;
+}
+
+// ---------------------------------------------------------------------------------------
 // Geometry as the kernels see it (32-bit: the planner checks every value fits).
 struct Geom {
   int N, C, H, W, O, G, Cg, Og;
@@ -82,20 +108,31 @@ struct FromAcc<__nv_bfloat16> {
   static __device__ __forceinline__ __nv_bfloat16 cvt(float v) { return __float2bfloat16_rn(v); }
 };
 
-// Peels the fastest-varying coordinate off a flat 64-bit index: 32-bit division while
-// the index fits (64-bit division is a called subroutine: slower and spills around the call).
+// Peels the fastest-varying coordinate off a flat index r >= 0 (d > 0): 32-bit division
+// while r fits, else 64-by-32-bit long division inline. The compiler's 64-bit division is a
+// called subroutine, and the call alone made ptxas spill registers in the whole kernel.
 __device__ __forceinline__ int peel(long long& r, int d) {
-  int q;
+  const unsigned ud = static_cast<unsigned>(d);
   if (r <= 0x7fffffffLL) {
     const unsigned u = static_cast<unsigned>(r);
-    const unsigned qq = u / static_cast<unsigned>(d);
-    q = static_cast<int>(u - qq * static_cast<unsigned>(d));
+    const unsigned qq = u / ud;
     r = qq;
-  } else {
-    q = static_cast<int>(r % d);
-    r /= d;
+    return static_cast<int>(u - qq * ud);
   }
-  return q;
+  const unsigned long long u = static_cast<unsigned long long>(r);
+  const unsigned hi = static_cast<unsigned>(u >> 32), lo = static_cast<unsigned>(u);
+  const unsigned qhi = hi / ud;
+  unsigned rem = hi - qhi * ud, qlo = 0;
+  for (int b = 31; b >= 0; --b) {  // rem < d < 2^31: (rem << 1) | 1 fits in 32 bits
+    rem = (rem << 1) | ((lo >> b) & 1u);
+    qlo <<= 1;
+    if (rem >= ud) {
+      rem -= ud;
+      qlo |= 1u;
+    }
+  }
+  r = static_cast<long long>((static_cast<unsigned long long>(qhi) << 32) | qlo);
+  return static_cast<int>(rem);
 }
 
 // A forward work item: output-channel tile fastest, then tile column, tile row, group, image.

@@ -10,7 +10,7 @@ namespace {
 // ---------------------------------------------------------------------------------------
 // Forward.
 template <typename scalar_t, typename index_t, int KH, int KW>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, scalar_min_blocks(ScalarKernel::kForward, KH))
 adaptive_conv2d_fwd_kernel(const Geom g, const FwdCfg cfg, const scalar_t* __restrict__ input,
                            const scalar_t* __restrict__ weight,
                            const scalar_t* __restrict__ kbias, const scalar_t* __restrict__ bias,

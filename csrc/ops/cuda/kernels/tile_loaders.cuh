@@ -29,18 +29,31 @@ __device__ __forceinline__ void stage_box(dst_t* __restrict__ xs, const scalar_t
                                           int iw0, int bh, int bw, int cstride) {
   const int box = bh * bw;
   const int total = nch * box;
-  for (int i = threadIdx.x; i < total; i += kThreads) {
-    const int c = i / box;
-    const int rr = i - c * box;
-    const int y = rr / bw;
-    const int x = rr - y * bw;
+  int i = threadIdx.x;
+  if (i >= total) return;
+  // (c, y, x) of element i, divided out once and then stepped by kThreads = sc boxes + sy rows
+  // + sx columns with carries: per element, two divisions cost more than the copy itself.
+  int c = i / box, y = (i - c * box) / bw, x = i - c * box - y * bw;
+  const int sc = kThreads / box, sy = (kThreads - sc * box) / bw, sx = kThreads - sc * box - sy * bw;
+  for (; i < total; i += kThreads) {
     const int ih = ih0 + y;
     const int iw = iw0 + x;
     dst_t v{};
     if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
       v = stage_cvt<dst_t>(ldg(input + ((static_cast<index_t>(n) * g.C + (c_first + c)) * g.H + ih) * g.W + iw));
     }
-    xs[c * cstride + rr] = v;
+    xs[c * cstride + y * bw + x] = v;
+    x += sx;
+    y += sy;
+    c += sc;
+    if (x >= bw) {
+      x -= bw;
+      ++y;
+    }
+    if (y >= bh) {  // y < 2 bh here: sy * bw + sx < box
+      y -= bh;
+      ++c;
+    }
   }
 }
 template <typename index_t, typename scalar_t, typename acc_t>

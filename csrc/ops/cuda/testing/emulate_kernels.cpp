@@ -484,10 +484,28 @@ void run_mma_cases(const std::string& arg) {
   if (!ok) ++g_failures;
 }
 
+// peel() (kernels/common.cuh) against 64-bit / and %: its long-division path for indices past
+// 2^31 - 1 runs only on problems too big for the emulated cases.
+void check_peel() {
+  const long long rs[] = {0, 1, 0x7fffffffLL, 0x80000000LL, 0xffffffffLL, 0x100000000LL, 0x123456789abcdLL,
+                          (1LL << 62) + 12345, 0x7fffffffffffffffLL};
+  const int ds[] = {1, 2, 3, 7, 255, 256, 65537, 0x7ffffffe, 0x7fffffff};
+  int bad = 0;
+  for (long long r0 : rs)
+    for (int d : ds) {
+      long long r = r0;
+      const int q = adaptive_conv_ext::cuda::peel(r, d);
+      if (q != r0 % d || r != r0 / d) ++bad;
+    }
+  if (bad) std::printf("FAIL peel: %d of %zu cases wrong\n", bad, std::size(rs) * std::size(ds));
+  g_failures += bad;
+}
+
 int main(int argc, char** argv) {
   // Argument: nothing (all cases), "quick" (three float32/float64 cases) or a substring of a
   // case's note (only those cases).
   const std::string arg = argc > 1 ? argv[1] : "";
+  check_peel();
   const bool quick = arg == "quick";
   if (arg.rfind("mma", 0) == 0) {  // "mma" (all tensor-core cases) or "mma:<note substring>"
     run_mma_cases(arg);

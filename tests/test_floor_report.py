@@ -1,0 +1,88 @@
+"""`python -m benchmarks --floors` (benchmarks/floor_report.py): the static model's expected
+% of the floor per SPEC shape and dtype, from the SASS of sm_90 objects it builds with nvcc
+(cached under build/sass_model). No GPU needed; nvcc is."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import floor_report
+from benchmarks.shapes import SPEC_SHAPES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _nvcc_missing() -> str:
+    try:
+        floor_report.find_nvcc()
+    except floor_report.ToolMissing as exc:
+        return str(exc)
+    return ""
+
+
+@pytest.mark.skipif(bool(_nvcc_missing()), reason=f"no nvcc to build the sm_90 objects: {_nvcc_missing()}")
+def test_floors_report_every_spec_shape_and_dtype():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--floors"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {}
+    for line in proc.stdout.splitlines():
+        m = re.match(r"\| (\S+) \| (\w+) \| (forward\S*) \| `([^`]*)` \| (\d+)% \| (\d+)% \|", line)
+        if m:
+            rows[m.group(1), m.group(2), m.group(3)] = (m.group(4), int(m.group(5)), int(m.group(6)))
+    for shape in SPEC_SHAPES:
+        for dtype, tname in (("bfloat16", "bf16"), ("float16", "half"), ("float32", "float")):
+            assert (shape.name, dtype, "forward") in rows, (shape.name, dtype, proc.stdout)
+            kernel, pct, loop_only = rows[shape.name, dtype, "forward"]
+            # the kernel the planner picks: tensor cores for 16-bit (T + 1 <= 64), scalar float32
+            want = f"fwd_mma<{tname}, " if dtype != "float32" else f"fwd<float, int, {shape.k}, {shape.k}>"
+            assert kernel.startswith(want), (shape.name, dtype, kernel)
+            assert 0 < pct <= loop_only <= 100, (shape.name, dtype, pct, loop_only)  # staging only adds time
+
+
+def test_floors_without_nvcc_says_so(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))  # empty: no bin/nvcc
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(floor_report, "find_cuobjdump", lambda: "cuobjdump")
+    assert floor_report.main(cache_dir=str(tmp_path / "cache")) == 2
+    assert "nvcc not found" in capsys.readouterr().err
+
+
+def test_floors_without_cuobjdump_says_so(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "triton", None)  # `import triton` fails: no bundled cuobjdump
+    assert floor_report.main(objs=[str(tmp_path / "x.o")]) == 2
+    assert "cuobjdump not found" in capsys.readouterr().err
+
+
+def test_floors_missing_object_is_named(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(floor_report, "find_cuobjdump", lambda: "cuobjdump")
+    assert floor_report.main(objs=[str(tmp_path / "missing.o")]) == 2
+    assert "missing.o: no such file" in capsys.readouterr().err
+
+
+def test_fwdbwd_section_reports_the_backward_rows(monkeypatch):
+    """The forward+backward rows come from static_model.backward_rows (the fused backward's
+    section) as soon as the module has it: --floors then prints them without more wiring."""
+    from benchmarks import static_model
+
+    fake = [{"shape": "mid-64", "dtype": "bfloat16",
+             "after": {"fwd": "fwd_mma<bf16, 1, 1>", "bwd": "bwd_mma<bf16, 1, 1>", "pct_of_floor": 33.0}},
+            {"shape": "mid-64", "dtype": "float16"}]
+    monkeypatch.setattr(static_model, "forward_rows", lambda kernels: [])
+    monkeypatch.setattr(static_model, "backward_rows", lambda kernels, fwd: fake, raising=False)
+    rows = static_model.fwdbwd_floor_rows({})
+    assert rows[0] == {"shape": "mid-64", "dtype": "bfloat16", "pass": "forward+backward",
+                       "kernel": "fwd_mma<bf16, 1, 1> + bwd_mma<bf16, 1, 1>", "pct_of_floor": 33.0,
+                       "pct_loop_only": 33.0}
+    assert rows[1]["pct_of_floor"] is None and rows[1]["kernel"] is None
+    assert static_model.fwdbwd_floor_rows in static_model.FLOOR_SECTIONS
