@@ -171,8 +171,9 @@ def markdown(rows: List[dict]) -> str:
 #           units, at least (T + 1) FFMA per tanh (a lower bound: its loop is not modelled);
 #   after:  tensor-core forward + the fused backward bwd_mma<t, KS>: per (o, c) and
 #           128-pixel tile, 8 warps x its per-pair loop (sigma, tanh, dsigma, dX: the loop
-#           around MUFU.TANH, 16 pixels x T tanh each) + KS^2 dQ units x 8 pixel k-steps of
-#           its dQ loop (2 HMMA per k-step; counts normalised per k-step if ptxas unrolled it).
+#           around MUFU.TANH, 16 pixels x T tanh each; normalised to one pair by its HMMA count
+#           if ptxas unrolled it) + KS^2 dQ units x 8 pixel k-steps of its dQ loop (2 HMMA per
+#           k-step; likewise normalised).
 # Staging (im2col, Q, the col2im gather), barriers and occupancy are not modelled.
 BWD_TILE_PIXELS = 128  # kernels/forward_mma.cuh: kMmaPixels
 FLOOR_TANH_PER_CLK, FLOOR_MMA_MACS_PER_CLK = 32, 2048
@@ -196,6 +197,14 @@ def fwdbwd_floor_per_tanh(T: int) -> float:
     return fwd + bwd
 
 
+def _pair_hmma(T: int, ks: int) -> int:
+    """HMMA per (o, c) pair and warp in the fused backward: sigma (KS per n8 tile with a real
+    column) and dX (2 per K n-pair with a real column, per uv k-step)."""
+    n_np = math.ceil(T / 16)
+    sigma = sum(ks * (1 + (16 * np_ + 8 < T)) for np_ in range(n_np))
+    return sigma + n_np * 2 * math.ceil(T / 16)
+
+
 def backward_rows(kernels: Dict[str, List[tuple]], fwd: List[dict]) -> List[dict]:
     rows = []
     for shape in SPEC_SHAPES:
@@ -213,7 +222,7 @@ def backward_rows(kernels: Dict[str, List[tuple]], fwd: List[dict]) -> List[dict
                 row["before"] = {"fwd": fb["kernel"], "fwd_cycles_per_tanh": fwd_c, "bwd_cycles_per_tanh": bwd_c,
                                  "pct_of_floor": 100.0 * row["floor_cycles_per_tanh"] / (fwd_c + bwd_c)}
             ks = math.ceil((T + 1) / 16)
-            name = f"bwd_mma<{tname}, {ks}>"
+            name = f"bwd_mma<{tname}, {ks}, {(T - 1) // 8 if T in (1, 9, 25, 49) else -1}>"  # pick_bwd_mma
             code = kernels.get(name, [])
             pair = innermost_loop(code, "MUFU.TANH")
             dq = innermost_loop(code, "HMMA", without="MUFU.TANH")
@@ -221,7 +230,8 @@ def backward_rows(kernels: Dict[str, List[tuple]], fwd: List[dict]) -> List[dict
             if fa and pair and dq:
                 cp, cq = count(pair), count(dq)
                 per_kstep = 2.0 / max(cq["hmma"], 1)  # normalise an unrolled dQ loop to one k-step
-                tile_cycles = 8 * _cycles(cp) + ks * ks * (BWD_TILE_PIXELS // 16) * _cycles(cq, per_kstep)
+                per_pair = 1.0 / max(1, round(cp["hmma"] / _pair_hmma(T, ks)))  # an unrolled pair loop
+                tile_cycles = 8 * _cycles(cp, per_pair) + ks * ks * (BWD_TILE_PIXELS // 16) * _cycles(cq, per_kstep)
                 bwd_c = tile_cycles / (BWD_TILE_PIXELS * T)
                 fwd_c = fa["cycles"] / (fa["floor_cycles"] * 32)
                 row["after"] = {"fwd": fa["kernel"], "bwd": name, "pair_loop": cp, "dq_loop": cq,

@@ -61,10 +61,31 @@ struct BwdPackedTanh {
 // dsigma and the direct dX term of one m16n8 tile of sigma (c, fp32): x01 / x23 hold the
 // patch X at the same (pixel, column) places (pixel rows gq and gq + 8), g0 / g1 the output
 // gradients of those pixels. Adds g * t to dxd and returns dsigma packed as 16-bit pairs.
+// first_col_only: the tile's only real column is its first (T = 8 tile + 1, the last tile
+// of the odd square kernels): columns 2 tq + 1 are the beta column or padding, whose
+// dsigma nothing reads (Q rows >= T are 0, dQ rows >= T are dropped), so only elements 0
+// and 2 are computed (one packed tanh, or two scalar ones) and the others are set to 0.
 template <typename scalar_t>
 __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, uint32_t x23, float g0, float g1,
-                                            float (&dxd)[4], uint32_t& ds01, uint32_t& ds23) {
+                                            bool first_col_only, float (&dxd)[4], uint32_t& ds01, uint32_t& ds23) {
   float t[4];
+  if (first_col_only) {
+    if constexpr (BwdPackedTanh<scalar_t>::value) {
+      const uint32_t t02 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[2]));
+      t[0] = ptx::lo_float<scalar_t>(t02);
+      t[2] = ptx::hi_float<scalar_t>(t02);
+    } else {
+      t[0] = ptx::tanh_f32(c[0]);
+      t[2] = ptx::tanh_f32(c[2]);
+    }
+    const float d0 = g0 * ptx::lo_float<scalar_t>(x01) * __fmaf_rn(-t[0], t[0], 1.f);
+    const float d2 = g1 * ptx::lo_float<scalar_t>(x23) * __fmaf_rn(-t[2], t[2], 1.f);
+    dxd[0] = __fmaf_rn(g0, t[0], dxd[0]);
+    dxd[2] = __fmaf_rn(g1, t[2], dxd[2]);
+    ds01 = ptx::pack2f<scalar_t>(d0, 0.f);
+    ds23 = ptx::pack2f<scalar_t>(d2, 0.f);
+    return;
+  }
   if constexpr (BwdPackedTanh<scalar_t>::value) {
     const uint32_t t01 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[1]));
     const uint32_t t23 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[2], c[3]));
@@ -74,7 +95,7 @@ __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, u
     t[3] = ptx::hi_float<scalar_t>(t23);
   } else {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) t[i] = tanh_acc<true>(c[i]);
+    for (int i = 0; i < 4; ++i) t[i] = ptx::tanh_f32(c[i]);
   }
   const float x[4] = {ptx::lo_float<scalar_t>(x01), ptx::hi_float<scalar_t>(x01), ptx::lo_float<scalar_t>(x23),
                       ptx::hi_float<scalar_t>(x23)};
@@ -89,14 +110,18 @@ __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, u
   ds23 = ptx::pack2f<scalar_t>(ds[2], ds[3]);
 }
 
-// Min. blocks per SM = 1: no register cap below 255 (see forward_mma.cuh).
-template <typename scalar_t, int KS>
+// Min. blocks per SM = 1: no register cap below 255 (see forward_mma.cuh). kTail >= 0: the
+// kernel for T = 8 kTail + 1 exactly (odd square kernels, as in forward_mma.cuh), with the
+// tile counts and the one-column last tile known at compile time; kTail = -1: any T with
+// T + 1 <= 16 KS.
+template <typename scalar_t, int KS, int kTail>
 __global__ void __launch_bounds__(kThreads, 1)
 adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t* __restrict__ grad_out,
                                const scalar_t* __restrict__ input, const scalar_t* __restrict__ weight,
                                const scalar_t* __restrict__ kbias, float* __restrict__ grad_in,
                                float* __restrict__ dx_ws, double* __restrict__ gw, double* __restrict__ gkb,
                                double* __restrict__ ws_w, double* __restrict__ ws_kb) {
+  static_assert(kTail < 0 || 8 * kTail + 2 <= mma_k(KS), "T + 1 must fit in K");
   constexpr int kK = mma_k(KS), kRow = mma_row(KS);
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* const dq = reinterpret_cast<float*>(smem_raw);                         // [Og][T][T + 1]
@@ -104,7 +129,7 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
   scalar_t* const col = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_col);    // [Pp][kRow]
   scalar_t* const dss = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_ds);     // [oct][Pp][kRow]
   float* const dxs = reinterpret_cast<float*>(smem_raw + cfg.off_ds);           // [T][Pp] (after the rounds)
-  const int T = g.T, T1 = g.T + 1;
+  const int T = kTail >= 0 ? 8 * kTail + 1 : g.T, T1 = T + 1;
 
   const int tid = threadIdx.x;
   const int warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
@@ -180,9 +205,9 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
           uint32_t a[KS][4];
 #pragma unroll
           for (int ks = 0; ks < KS; ++ks) ptx::ldmatrix_x4(a[ks], col + arow + 16 * ks);
-          for (int ol = 0; ol < oct_a; ++ol) {
-            const int o = gi * g.Og + o0 + ol;
-            const scalar_t* const gop = grad_out + (n * g.O + o) * g.Ho * g.Wo;
+          const int hw = g.Ho * g.Wo;
+          const scalar_t* gop = grad_out + (n * g.O + gi * g.Og + o0) * hw;  // output channel o0 + ol
+          for (int ol = 0; ol < oct_a; ++ol, gop += hw) {
             const float g0 = gofs[0] >= 0 ? ptx::to_float(ldg(gop + gofs[0])) : 0.f;
             const float g1 = gofs[1] >= 0 ? ptx::to_float(ldg(gop + gofs[1])) : 0.f;
             const scalar_t* const q = qs + ol * kK * kRow;
@@ -200,8 +225,11 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
                 if (hi_tile) ptx::mma_m16n8k16<scalar_t>(c_hi, a[ks], b[2], b[3]);
               }
               uint32_t ds[4] = {0u, 0u, 0u, 0u};  // A fragment of dsigma: rows gq / gq + 8, uv lo / hi
-              dsigma_tile<scalar_t>(c_lo, a[np][0], a[np][1], g0, g1, dxacc[2 * np], ds[0], ds[1]);
-              if (hi_tile) dsigma_tile<scalar_t>(c_hi, a[np][2], a[np][3], g0, g1, dxacc[2 * np + 1], ds[2], ds[3]);
+              dsigma_tile<scalar_t>(c_lo, a[np][0], a[np][1], g0, g1, T - 16 * np == 1, dxacc[2 * np], ds[0], ds[1]);
+              if (hi_tile) {
+                dsigma_tile<scalar_t>(c_hi, a[np][2], a[np][3], g0, g1, T - 16 * np - 8 == 1, dxacc[2 * np + 1], ds[2],
+                                      ds[3]);
+              }
               *reinterpret_cast<uint32_t*>(dso + 16 * np) = ds[0];
               *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 16 * np) = ds[1];
               *reinterpret_cast<uint32_t*>(dso + 16 * np + 8) = ds[2];

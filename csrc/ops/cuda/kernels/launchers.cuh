@@ -162,15 +162,20 @@ template <typename scalar_t>
 using BwdMmaKernel = void (*)(Geom, BwdMmaCfg, const scalar_t*, const scalar_t*, const scalar_t*, const scalar_t*,
                               float*, float*, double*, double*, double*, double*);
 
-// Fused tensor-core backward for K = 16 * ks: float16/bfloat16 with 32-bit indices only.
+// Fused tensor-core backward for K = 16 * ks: float16/bfloat16 with 32-bit indices only; the
+// odd square kernels (T = 1, 9, 25, 49) have compile-time tile counts of their own.
 template <typename scalar_t, typename index_t>
-BwdMmaKernel<scalar_t> pick_bwd_mma(int ks) {
+BwdMmaKernel<scalar_t> pick_bwd_mma(int ks, int T) {
   constexpr bool k16 = std::is_same<scalar_t, __half>::value || std::is_same<scalar_t, __nv_bfloat16>::value;
   if constexpr (k16 && std::is_same<index_t, int32_t>::value) {
-    if (ks == 1) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1>;
-    if (ks == 2) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 2>;
-    if (ks == 3) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 3>;
-    if (ks == 4) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 4>;
+    if (ks == 1 && T == 1) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1, 0>;
+    if (ks == 1 && T == 9) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1, 1>;
+    if (ks == 2 && T == 25) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 2, 3>;
+    if (ks == 4 && T == 49) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 4, 6>;
+    if (ks == 1) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1, -1>;
+    if (ks == 2) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 2, -1>;
+    if (ks == 3) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 3, -1>;
+    if (ks == 4) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 4, -1>;
   }
   return nullptr;
 }
@@ -198,7 +203,7 @@ cudaError_t launch_backward_mma(const AdaptiveConvShape& s, const BackwardPlan& 
   c.dx_mode = static_cast<int>(plan.dx_mode);
   c.dw_mode = static_cast<int>(plan.dw_mode);
   c.items = static_cast<long long>(s.C) * c.splits;
-  const auto kernel = pick_bwd_mma<scalar_t, index_t>(plan.mma_ks);
+  const auto kernel = pick_bwd_mma<scalar_t, index_t>(plan.mma_ks, static_cast<int>(s.kH * s.kW));
   if (kernel == nullptr) return cudaErrorInvalidValue;  // planner bug: no such tensor-core kernel
   cudaError_t e = prepare_smem(kernel, plan.m_smem);
   if (e != cudaSuccess) return e;

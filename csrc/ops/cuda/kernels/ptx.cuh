@@ -4,6 +4,7 @@
 //   ldmatrix_x4_trans  ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 (the backward's transposes)
 //   cp_async<B>      cp.async.ca.shared.global (B = 4, 8 or 16 bytes, zero-fill), commit, wait
 //   tanh2<T>         tanh.approx.{f16x2,bf16x2} (bf16x2 needs sm_90: two tanh.approx.f32 before)
+//   tanh_f32         tanh.approx.f32
 //   shfl_xor         shfl.sync.bfly.b32 over the full warp
 // Registers hold two 16-bit values, the lower column in the low half. Fragment layouts,
 // with lane = 0..31, g = lane / 4, t = lane % 4 (PTX ISA, "Matrix Fragments for
@@ -172,6 +173,14 @@ __device__ __forceinline__ uint32_t tanh2<__nv_bfloat16>(uint32_t r) {
   asm("tanh.approx.f32 %0, %0;" : "+f"(lo));
   asm("tanh.approx.f32 %0, %0;" : "+f"(hi));
   y = pack2f<__nv_bfloat16>(lo, hi);
+#endif
+  return y;
+}
+
+__device__ __forceinline__ float tanh_f32(float x) {
+  float y = x;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
 #endif
   return y;
 }

@@ -189,6 +189,19 @@ void test_tanh2(const char* name) {
   });
 }
 
+// tanh.approx.f32: within 2^-11 (relative) of tanh, |y| <= 1, odd inputs kept apart.
+void test_tanh_f32() {
+  run_warp("tanh.approx.f32 model vs tanh", [&] {
+    const int lane = emu::lane_id();
+    for (int i = lane; i < 4096; i += 32) {
+      const float x = -9.f + 18.f * i / 4096;
+      const float y = ptx::tanh_f32(x), e = std::tanh(x);
+      expect(std::fabs(y - e) <= (0x1p-11f + 0x1p-23f) * std::fabs(e), "relative error > 2^-11 (+ rounding)", lane);
+      expect(std::fabs(y) <= 1.f, "|tanh| > 1", lane);
+    }
+  });
+}
+
 void test_cp_async() {
   alignas(16) static unsigned char src[64], dst[64];
   for (int i = 0; i < 64; ++i) src[i] = static_cast<unsigned char>(i + 1);
@@ -230,6 +243,7 @@ int main() {
   test_ldmatrix_trans_mma<__nv_bfloat16>("ldmatrix.x4.trans A and B operands + mma bf16 vs naive product (k = 32)", 6);
   test_tanh2<__half>("tanh.approx.f16x2 model vs tanh");
   test_tanh2<__nv_bfloat16>("tanh.approx.bf16x2 model vs tanh");
+  test_tanh_f32();
   test_cp_async();
   test_shfl_xor();
   std::printf("%s: %d failed instruction test(s)\n", g_failed_tests ? "FAILED" : "PASSED", g_failed_tests);
