@@ -7,8 +7,9 @@
 #     spill in every kernel (every arch built); prints the per-kernel table;
 #  3. the CPU models of the PTX instructions pass their unit tests (testing/test_ptx.cpp);
 #  4. the CPU emulation of the kernels (csrc/ops/cuda/testing/emulate_kernels.cpp: the same
-#     kernel source run with one std::thread per CUDA thread) passes its quick cases and
-#     the tensor-core forward cases.
+#     kernel source run with one std::thread per CUDA thread) passes its quick cases, the
+#     tensor-core forward cases and the fused tensor-core backward cases (all gradients,
+#     deterministic mode bitwise repeatable).
 # Skips (exit 0) with a message when nvcc is absent. Exits non-zero on any error.
 # Env: COMPILE_CUDA_JOBS (parallel nvcc processes, default nproc),
 #      COMPILE_CUDA_ARCHS (default "80 90"; .ci/run: "90", since .ci/cuda_build.sh builds
@@ -82,7 +83,7 @@ else
     sass_args+=(--obj "$obj" --log "$obj.log")
   done
   python .ci/sass_check.py --cuobjdump "$cuobjdump" "${sass_args[@]}"
-  echo "compile_cuda: static model of the forward kernels (report only, benchmarks/static_model.py)"
+  echo "compile_cuda: static model of the forward and fused backward kernels (report only, benchmarks/static_model.py)"
   model_args=()
   for ((i = 0; i < ${#sass_args[@]}; i += 4)); do model_args+=(--obj "${sass_args[i+1]}"); done
   python -m benchmarks.static_model --cuobjdump "$cuobjdump" "${model_args[@]}" || echo "compile_cuda: static model failed (not a check)"
@@ -117,3 +118,5 @@ fi
 "$tmp/emulate" quick
 echo "compile_cuda: tensor-core forward cases in the emulation"
 "$tmp/emulate" mma
+echo "compile_cuda: fused tensor-core backward cases in the emulation"
+"$tmp/emulate" bwdmma

@@ -7,6 +7,9 @@ into 16-bit (MUFU.TANH.F16 / .BF16: the packed tanh.approx.{f16x2,bf16x2}) and t
 Asserts (exit 1 on failure):
   * every tensor-core forward kernel (adaptive_conv2d_fwd_mma_kernel) has HMMA and only
     16-bit MUFU.TANH (no tanh.approx.f32 left in it);
+  * every fused tensor-core backward kernel (adaptive_conv2d_bwd_mma_kernel) has HMMA and
+    MUFU.TANH; in the float16 ones all MUFU.TANH are 16-bit (packed tanh); the bfloat16
+    ones use tanh.approx.f32 (kernels/backward_mma.cuh: BwdPackedTanh), reported only;
   * no kernel spills: 0 spill bytes in every kernel, for every architecture in the logs
     (sm_90 in CI; sm_80 too when it was built). The register caps that make that hold are
     in kernels/common.cuh (scalar_min_blocks) and forward_mma.cuh.
@@ -105,6 +108,11 @@ def main() -> int:
                 failures.append(f"{name}: no HMMA in the tensor-core kernel")
             if s["tanh16"] == 0 or s["tanh16"] != s["tanh"]:
                 failures.append(f"{name}: MUFU.TANH 16-bit {s['tanh16']} of {s['tanh']} (want all, > 0)")
+        if name.startswith("bwd_mma<"):
+            if s["hmma"] == 0 or s["tanh"] == 0:
+                failures.append(f"{name}: HMMA {s['hmma']}, MUFU.TANH {s['tanh']} in the fused backward (want both > 0)")
+            if name.startswith("bwd_mma<half") and s["tanh16"] != s["tanh"]:
+                failures.append(f"{name}: MUFU.TANH 16-bit {s['tanh16']} of {s['tanh']} (want all)")
         spill = p.get("spill", -1)
         if spill > 0:
             failures.append(f"{name}: spills {spill} bytes (sm_90)")
@@ -121,13 +129,15 @@ def main() -> int:
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write("\n".join(table) + "\n")
-    mma = [r for r in rows if r[0].startswith("fwd_mma<")]
+    mma = [r for r in rows if r[0].startswith(("fwd_mma<", "bwd_mma<"))]
     spilling = [r for r in rows if r[2] > 0]
     checked = ", ".join(["sm_90"] + [f"{a} ({len(e)} kernels)" for a, e in other_archs.items()])
     print(f"sass_check: {len(rows)} kernels, {len(mma)} tensor-core, {len(spilling)} spilling on sm_90; "
           f"spills checked on {checked}")
-    if not mma:
+    if not any(r[0].startswith("fwd_mma<") for r in rows):
         failures.append("no tensor-core forward kernel found in the objects")
+    if not any(r[0].startswith("bwd_mma<") for r in rows):
+        failures.append("no fused tensor-core backward kernel found in the objects")
     for f in failures:
         print("sass_check: FAIL " + f)
     return 1 if failures else 0

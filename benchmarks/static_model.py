@@ -84,8 +84,8 @@ def read_sass(cuobjdump: str, objs: List[str]) -> Dict[str, List[tuple]]:
     return kernels
 
 
-def innermost_loop(code: List[tuple], marker: str) -> Optional[List[str]]:
-    """Instructions of the smallest backward-branch loop that contains `marker`."""
+def innermost_loop(code: List[tuple], marker: str, without: Optional[str] = None) -> Optional[List[str]]:
+    """Instructions of the smallest backward-branch loop that contains `marker` (and not `without`)."""
     best = None
     for addr, ins in code:
         m = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", ins)
@@ -95,6 +95,8 @@ def innermost_loop(code: List[tuple], marker: str) -> Optional[List[str]]:
         if target >= addr:
             continue
         body = [i for a, i in code if target <= a <= addr]
+        if without and any(without in i for i in body):
+            continue
         if any(marker in i for i in body) and (best is None or len(body) < len(best)):
             best = body
     return best
@@ -279,11 +281,7 @@ FLOOR_SECTIONS.append(forward_floor_rows)
 
 def fwdbwd_floor_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
     """Forward + backward (16-bit) from backward_rows(kernels, forward_rows(kernels)), the
-    fused tensor-core backward's section, once this module has it (its loop-only model);
-    no rows before that."""
-    backward_rows = globals().get("backward_rows")
-    if backward_rows is None:
-        return []
+    fused tensor-core backward's section below (its loop-only model)."""
     out = []
     for r in backward_rows(kernels, forward_rows(kernels)):
         chosen = r.get("after") or r.get("before")
@@ -301,6 +299,102 @@ def floor_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
     """Every section's rows, in section order."""
     return [row for section in FLOOR_SECTIONS for row in section(kernels)]
 
+# --- forward + backward (issue 13 item 2: the fused tensor-core backward) -------------------
+#
+# Same rates and the same per-loop model as above, per tanh evaluation (one (o, c, pixel, uv)),
+# against the SPEC section 4 floor of forward + backward (benchmarks/floors.py: case_floor):
+# forward max(1 tanh / 32, (T + 1) MACs / 2048) SM cycles, backward max(1 tanh / 32,
+# (3 T + 1) MACs / 2048) (16-bit types: packed tanh 32 per SM clock, dense wgmma 2048 MACs).
+#   before: scalar forward + scalar backward = grad_input kernel (its loop around MUFU.TANH,
+#           32 tanh per trip) + grad_weight kernel (likewise) + its dQ reduction on the FMA
+#           units, at least (T + 1) FFMA per tanh (a lower bound: its loop is not modelled);
+#   after:  tensor-core forward + the fused backward bwd_mma<t, KS>: per (o, c) and
+#           128-pixel tile, 8 warps x its per-pair loop (sigma, tanh, dsigma, dX: the loop
+#           around MUFU.TANH, 16 pixels x T tanh each; normalised to one pair by its HMMA count
+#           if ptxas unrolled it) + KS^2 dQ units x 8 pixel k-steps of its dQ loop (2 HMMA per
+#           k-step; likewise normalised).
+# Staging (im2col, Q, the col2im gather), barriers and occupancy are not modelled.
+BWD_TILE_PIXELS = 128  # kernels/forward_mma.cuh: kMmaPixels
+FLOOR_TANH_PER_CLK, FLOOR_MMA_MACS_PER_CLK = 32, 2048
+
+
+def _cycles(c: dict, scale: float = 1.0) -> float:
+    return scale * model(c, 1, 1)["cycles"]
+
+
+def _scalar_loop_per_tanh(code: List[tuple]) -> Optional[float]:
+    body = innermost_loop(code, "MUFU.TANH")
+    if not body:
+        return None
+    c = count(body)
+    return _cycles(c) / (32.0 * c["mufu_tanh"])
+
+
+def fwdbwd_floor_per_tanh(T: int) -> float:
+    fwd = max(1.0 / FLOOR_TANH_PER_CLK, (T + 1) / FLOOR_MMA_MACS_PER_CLK)
+    bwd = max(1.0 / FLOOR_TANH_PER_CLK, (3 * T + 1) / FLOOR_MMA_MACS_PER_CLK)
+    return fwd + bwd
+
+
+def _pair_hmma(T: int, ks: int) -> int:
+    """HMMA per (o, c) pair and warp in the fused backward: sigma (KS per n8 tile with a real
+    column) and dX (2 per K n-pair with a real column, per uv k-step)."""
+    n_np = math.ceil(T / 16)
+    sigma = sum(ks * (1 + (16 * np_ + 8 < T)) for np_ in range(n_np))
+    return sigma + n_np * 2 * math.ceil(T / 16)
+
+
+def backward_rows(kernels: Dict[str, List[tuple]], fwd: List[dict]) -> List[dict]:
+    rows = []
+    for shape in SPEC_SHAPES:
+        T, k = shape.k * shape.k, shape.k
+        for dtype, tname in (("bfloat16", "bf16"), ("float16", "half")):
+            f = next(r for r in fwd if r["shape"] == shape.name and r["dtype"] == dtype)
+            row = {"shape": shape.name, "dtype": dtype, "floor_cycles_per_tanh": fwdbwd_floor_per_tanh(T)}
+            aw = {3: 9, 5: 25, 7: 28}[k]  # kernels/planner.cuh: static_aw
+            dx = _scalar_loop_per_tanh(kernels.get(f"bwd_input<{tname}, int, {k}, {k}>", []))
+            dw = _scalar_loop_per_tanh(kernels.get(f"bwd_weight<{tname}, int, {k}, {k}, {aw}>", []))
+            fb = f.get("before")
+            if fb and dx is not None and dw is not None:
+                fwd_c = fb["cycles"] / (fb["floor_cycles"] * 32)
+                bwd_c = dx + dw + (T + 1) / (FFMA_PER_CLK * 32)
+                row["before"] = {"fwd": fb["kernel"], "fwd_cycles_per_tanh": fwd_c, "bwd_cycles_per_tanh": bwd_c,
+                                 "pct_of_floor": 100.0 * row["floor_cycles_per_tanh"] / (fwd_c + bwd_c)}
+            ks = math.ceil((T + 1) / 16)
+            name = f"bwd_mma<{tname}, {ks}, {(T - 1) // 8 if T in (1, 9, 25, 49) else -1}>"  # pick_bwd_mma
+            code = kernels.get(name, [])
+            pair = innermost_loop(code, "MUFU.TANH")
+            dq = innermost_loop(code, "HMMA", without="MUFU.TANH")
+            fa = f.get("after")
+            if fa and pair and dq:
+                cp, cq = count(pair), count(dq)
+                per_kstep = 2.0 / max(cq["hmma"], 1)  # normalise an unrolled dQ loop to one k-step
+                per_pair = 1.0 / max(1, round(cp["hmma"] / _pair_hmma(T, ks)))  # an unrolled pair loop
+                tile_cycles = 8 * _cycles(cp, per_pair) + ks * ks * (BWD_TILE_PIXELS // 16) * _cycles(cq, per_kstep)
+                bwd_c = tile_cycles / (BWD_TILE_PIXELS * T)
+                fwd_c = fa["cycles"] / (fa["floor_cycles"] * 32)
+                row["after"] = {"fwd": fa["kernel"], "bwd": name, "pair_loop": cp, "dq_loop": cq,
+                                "fwd_cycles_per_tanh": fwd_c, "bwd_cycles_per_tanh": bwd_c,
+                                "pct_of_floor": 100.0 * row["floor_cycles_per_tanh"] / (fwd_c + bwd_c)}
+            rows.append(row)
+    return rows
+
+
+def backward_markdown(rows: List[dict]) -> str:
+    out = ["| shape | dtype | f+b floor, SM cycles / tanh | before: fwd + bwd cycles / tanh | % of floor | "
+           "after: kernel | pair loop instr / HMMA / MUFU.TANH | dQ loop instr / HMMA | fwd + bwd cycles / tanh | "
+           "% of floor |",
+           "|---|---|---:|---:|---:|---|---|---|---:|---:|"]
+    for r in rows:
+        b, a = r.get("before"), r.get("after")
+        bs = (f"{b['fwd_cycles_per_tanh']:.3f} + {b['bwd_cycles_per_tanh']:.3f} | {b['pct_of_floor']:.0f}%"
+              if b else "- | -")
+        as_ = (f"`{a['bwd']}` | {a['pair_loop']['instr']} / {a['pair_loop']['hmma']} / {a['pair_loop']['mufu_tanh']} | "
+               f"{a['dq_loop']['instr']} / {a['dq_loop']['hmma']} | {a['fwd_cycles_per_tanh']:.3f} + "
+               f"{a['bwd_cycles_per_tanh']:.3f} | {a['pct_of_floor']:.0f}%" if a else "- | - | - | - | -")
+        out.append(f"| {r['shape']} | {r['dtype']} | {r['floor_cycles_per_tanh']:.4f} | {bs} | {as_} |")
+    return "\n".join(out) + "\n"
+
 
 def main() -> int:
     ap = argparse.ArgumentParser()
@@ -309,17 +403,22 @@ def main() -> int:
     ap.add_argument("--md")
     ap.add_argument("--json")
     args = ap.parse_args()
-    rows = forward_rows(read_sass(args.cuobjdump, args.obj))
+    kernels = read_sass(args.cuobjdump, args.obj)
+    rows = forward_rows(kernels)
     text = markdown(rows)
     print(text)
+    bwd_rows = backward_rows(kernels, rows)
+    bwd_text = ("Forward + backward, 16-bit (before: scalar forward and backward; after: tensor-core forward "
+                "and the fused tensor-core backward):\n\n" + backward_markdown(bwd_rows))
+    print(bwd_text)
     if args.md:
         with open(args.md, "w") as f:
             f.write("Static model of the forward kernels on sm_90 (H100/H200), expected % of the SPEC floor; "
                     "an upper bound from the SASS instruction mix, not a measurement (benchmarks/static_model.py)."
-                    "\n\n" + text)
+                    "\n\n" + text + "\n" + bwd_text)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": __doc__, "rows": rows}, f, indent=1)
+            json.dump({"model": __doc__, "rows": rows, "fwdbwd_rows": bwd_rows}, f, indent=1)
     return 0
 
 

@@ -97,6 +97,13 @@ struct BackwardPlan {
   DwMode dw_mode = DwMode::kStore;
   bool dw_zero_init = false;     // caller must zero the (double) weight accumulators
   int64_t dw_ws_elems = 0, dkb_ws_elems = 0;  // double workspaces (kWorkspace)
+
+  // Fused tensor-core backward (float16/bfloat16, kernels/backward_mma.cuh): one kernel for
+  // all three gradients, K = 16 * mma_ks. It uses xtile, dx_mode, w_splits, dw_mode and the
+  // workspaces above with the same meaning; the x_* / w_* kernel fields are unused.
+  bool mma = false;
+  int mma_ks = 0, m_oct = 1, m_rounds = 1, m_smem = 0;
+  int m_off_q = 0, m_off_col = 0, m_off_ds = 0;  // shared-memory carve-up, bytes
 };
 
 // Return false (and a reason) when the problem cannot be run by these kernels
@@ -104,8 +111,9 @@ struct BackwardPlan {
 // allow_mma = false keeps the 16-bit forward on the scalar kernels (tests compare both).
 bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, std::string* why,
                   bool allow_mma = true);
+// allow_mma = false keeps the 16-bit backward on the scalar kernels.
 bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
-                   bool deterministic, BackwardPlan* plan, std::string* why);
+                   bool deterministic, BackwardPlan* plan, std::string* why, bool allow_mma = true);
 
 // Forward: output (N, O, Ho, Wo) contiguous, every element written.
 template <typename scalar_t, typename index_t>

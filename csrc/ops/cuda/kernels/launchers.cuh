@@ -2,6 +2,7 @@
 #pragma once
 
 #include "backward_input.cuh"
+#include "backward_mma.cuh"
 #include "backward_weight.cuh"
 #include "forward.cuh"
 #include "forward_mma.cuh"
@@ -120,6 +121,110 @@ DwKernel<scalar_t, index_t> pick_dw(bool st, int k) {
   return adaptive_conv2d_bwd_weight_kernel<scalar_t, index_t, 0, 0, 8>;
 }
 
+// The tile fields every kernel configuration shares.
+template <typename Cfg>
+void set_tile(Cfg* c, const TileGeom& t) {
+  c->toh = t.toh;
+  c->tow = t.tow;
+  c->P = t.toh * t.tow;
+  c->bh = t.bh;
+  c->bw = t.bw;
+  c->box = t.bh * t.bw;
+  c->tiles_h = static_cast<int>(t.tiles_h);
+  c->tiles_w = static_cast<int>(t.tiles_w);
+}
+
+// Deterministic grad_input: the fixed-order gather of the per-tile workspace boxes.
+template <typename acc_t, typename index_t>
+cudaError_t launch_gather_dx(const AdaptiveConvShape& s, const Geom& g, const DxCfg& c, const acc_t* ws, acc_t* grad_in,
+                             cudaStream_t stream) {
+  const long long total = static_cast<long long>(s.N) * s.C * s.H * s.W;
+  const long long blocks = std::min<long long>(ceil_div(total, kThreads), 65536LL * 16);
+  ADAPTIVE_CONV_LAUNCH((adaptive_conv2d_gather_dx_kernel<acc_t, index_t>), grid_for(blocks), kThreads, 0, stream, g, c,
+                       ws, grad_in, total);
+  return cudaGetLastError();
+}
+
+// Deterministic grad_weight / grad_kernel_bias: the per-split partials summed in split order.
+inline cudaError_t launch_reduce_splits(const AdaptiveConvShape& s, long long splits, const double* ws_w,
+                                        double* grad_w, const double* ws_kb, double* grad_kb, cudaStream_t stream) {
+  const long long Eb = static_cast<long long>(s.O) * (s.C / s.groups) * s.kH * s.kW, E = Eb * s.kH * s.kW;
+  ADAPTIVE_CONV_LAUNCH(adaptive_conv2d_reduce_splits_kernel, grid_for(std::min<long long>(ceil_div(E, kThreads), 1 << 20)),
+                       kThreads, 0, stream, ws_w, grad_w, E, splits);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  ADAPTIVE_CONV_LAUNCH(adaptive_conv2d_reduce_splits_kernel, grid_for(std::min<long long>(ceil_div(Eb, kThreads), 1 << 20)),
+                       kThreads, 0, stream, ws_kb, grad_kb, Eb, splits);
+  return cudaGetLastError();
+}
+
+template <typename scalar_t>
+using BwdMmaKernel = void (*)(Geom, BwdMmaCfg, const scalar_t*, const scalar_t*, const scalar_t*, const scalar_t*,
+                              float*, float*, double*, double*, double*, double*);
+
+// Fused tensor-core backward for K = 16 * ks: float16/bfloat16 with 32-bit indices only; the
+// odd square kernels (T = 1, 9, 25, 49) have compile-time tile counts of their own.
+template <typename scalar_t, typename index_t>
+BwdMmaKernel<scalar_t> pick_bwd_mma(int ks, int T) {
+  constexpr bool k16 = std::is_same<scalar_t, __half>::value || std::is_same<scalar_t, __nv_bfloat16>::value;
+  if constexpr (k16 && std::is_same<index_t, int32_t>::value) {
+    if (ks == 1 && T == 1) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1, 0>;
+    if (ks == 1 && T == 9) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1, 1>;
+    if (ks == 2 && T == 25) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 2, 3>;
+    if (ks == 4 && T == 49) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 4, 6>;
+    if (ks == 1) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1, -1>;
+    if (ks == 2) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 2, -1>;
+    if (ks == 3) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 3, -1>;
+    if (ks == 4) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 4, -1>;
+  }
+  return nullptr;
+}
+
+// The fused backward, then (deterministic mode) the fixed-order gather of the grad_input
+// boxes and the split reduction of grad_weight / grad_kernel_bias.
+template <typename scalar_t, typename index_t>
+cudaError_t launch_backward_mma(const AdaptiveConvShape& s, const BackwardPlan& plan,
+                                const BackwardBuffers<scalar_t>& buf, cudaStream_t stream) {
+  if (s.N == 0 || s.C == 0) return cudaSuccess;  // nothing to write (the plan zeroes grad_weight)
+  const Geom g = make_geom(s, 4);
+  const TileGeom& t = plan.xtile;
+  BwdMmaCfg c;
+  DxCfg d{};  // the gather kernel's view of the same tiles
+  set_tile(&c, t);
+  set_tile(&d, t);
+  c.Pp = static_cast<int>(align_up(c.P, 16));
+  c.oct = plan.m_oct;
+  c.rounds = plan.m_rounds;
+  c.splits = static_cast<int>(plan.w_splits);
+  c.work_items = static_cast<int>(s.N * t.tiles_h * t.tiles_w);
+  c.off_q = plan.m_off_q;
+  c.off_col = plan.m_off_col;
+  c.off_ds = plan.m_off_ds;
+  c.dx_mode = static_cast<int>(plan.dx_mode);
+  c.dw_mode = static_cast<int>(plan.dw_mode);
+  c.items = static_cast<long long>(s.C) * c.splits;
+  const auto kernel = pick_bwd_mma<scalar_t, index_t>(plan.mma_ks, static_cast<int>(s.kH * s.kW));
+  if (kernel == nullptr) return cudaErrorInvalidValue;  // planner bug: no such tensor-core kernel
+  cudaError_t e = prepare_smem(kernel, plan.m_smem);
+  if (e != cudaSuccess) return e;
+  ADAPTIVE_CONV_LAUNCH(kernel, grid_for(c.items), kThreads, plan.m_smem, stream, g, c, buf.grad_output, buf.input,
+                       buf.weight, buf.kernel_bias, reinterpret_cast<float*>(buf.grad_input),
+                       reinterpret_cast<float*>(buf.dx_workspace), buf.grad_weight, buf.grad_kernel_bias,
+                       buf.dw_workspace, buf.dkb_workspace);
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  if (plan.dx_mode == DxMode::kWorkspace) {
+    e = launch_gather_dx<float, int32_t>(s, g, d, reinterpret_cast<const float*>(buf.dx_workspace),
+                                         reinterpret_cast<float*>(buf.grad_input), stream);
+    if (e != cudaSuccess) return e;
+  }
+  if (plan.dw_mode == DwMode::kWorkspace) {
+    e = launch_reduce_splits(s, plan.w_splits, buf.dw_workspace, buf.grad_weight, buf.dkb_workspace,
+                             buf.grad_kernel_bias, stream);
+  }
+  return e;
+}
+
 }  // namespace
 
 template <typename scalar_t, typename index_t>
@@ -162,6 +267,7 @@ cudaError_t launch_forward(const AdaptiveConvShape& s, const ForwardPlan& plan,
 template <typename scalar_t, typename index_t>
 cudaError_t launch_backward(const AdaptiveConvShape& s, const BackwardPlan& plan,
                             const BackwardBuffers<scalar_t>& buf, cudaStream_t stream) {
+  if (plan.mma) return launch_backward_mma<scalar_t, index_t>(s, plan, buf, stream);
   using acc_t = typename AccType<scalar_t>::type;
   const Geom g = make_geom(s, 16 / sizeof(acc_t));
   cudaError_t e = cudaSuccess;
@@ -195,11 +301,7 @@ cudaError_t launch_backward(const AdaptiveConvShape& s, const BackwardPlan& plan
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     if (plan.dx_mode == DxMode::kWorkspace) {
-      const long long total = static_cast<long long>(s.N) * s.C * s.H * s.W;
-      const long long blocks = std::min<long long>(ceil_div(total, kThreads), 65536LL * 16);
-      ADAPTIVE_CONV_LAUNCH((adaptive_conv2d_gather_dx_kernel<acc_t, index_t>), grid_for(blocks), kThreads, 0,
-                           stream, g, c, buf.dx_workspace, buf.grad_input, total);
-      e = cudaGetLastError();
+      e = launch_gather_dx<acc_t, index_t>(s, g, c, buf.dx_workspace, buf.grad_input, stream);
       if (e != cudaSuccess) return e;
     }
   }
@@ -242,16 +344,8 @@ cudaError_t launch_backward(const AdaptiveConvShape& s, const BackwardPlan& plan
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     if (plan.dw_mode == DwMode::kWorkspace) {
-      const long long Eb = static_cast<long long>(s.O) * (s.C / s.groups) * s.kH * s.kW;
-      ADAPTIVE_CONV_LAUNCH(adaptive_conv2d_reduce_splits_kernel,
-                           grid_for(std::min<long long>(ceil_div(E, kThreads), 1 << 20)), kThreads, 0, stream,
-                           buf.dw_workspace, buf.grad_weight, E, c.splits);
-      e = cudaGetLastError();
-      if (e != cudaSuccess) return e;
-      ADAPTIVE_CONV_LAUNCH(adaptive_conv2d_reduce_splits_kernel,
-                           grid_for(std::min<long long>(ceil_div(Eb, kThreads), 1 << 20)), kThreads, 0, stream,
-                           buf.dkb_workspace, buf.grad_kernel_bias, Eb, c.splits);
-      e = cudaGetLastError();
+      e = launch_reduce_splits(s, c.splits, buf.dw_workspace, buf.grad_weight, buf.dkb_workspace,
+                               buf.grad_kernel_bias, stream);
       if (e != cudaSuccess) return e;
     }
   }

@@ -170,6 +170,108 @@ bool plan_forward_mma(const AdaptiveConvShape& s, const DevLimits& dl, ForwardPl
   });
 }
 
+// How grad_input leaves the blocks of a tile plan (scalar grad_input and fused kernels):
+// plain stores when one tile covers the image (no overlap between blocks), else atomicAdd,
+// or (deterministic) per-tile boxes that a gather kernel sums in a fixed order. Returns
+// the workspace size in elements.
+int64_t plan_dx_reduction(const AdaptiveConvShape& s, const TileGeom& t, bool deterministic, BackwardPlan* plan) {
+  if (t.tiles_h * t.tiles_w == 1) {
+    plan->dx_mode = DxMode::kStore;
+    plan->dx_zero_init = true;  // input positions outside the box stay zero
+    return 0;
+  }
+  if (deterministic) {
+    plan->dx_mode = DxMode::kWorkspace;
+    plan->dx_zero_init = false;  // the gather kernel writes every element
+    return s.N * t.tiles_h * t.tiles_w * s.C * int64_t(t.bh) * t.bw;
+  }
+  plan->dx_mode = DxMode::kAtomic;
+  plan->dx_zero_init = true;
+  return 0;
+}
+
+// Splits of the grad_weight reduction: enough blocks (base x splits) to fill the GPU a few
+// times over, each split adding one partial per entry (capped at 256 MB of workspace in
+// deterministic mode); then how the partials leave: plain stores (one split), double
+// atomicAdd, or (deterministic) a per-split workspace reduced in a fixed order.
+void plan_dw_reduction(int64_t base, int64_t work, int sms, bool deterministic, int64_t E, int64_t Eb,
+                       BackwardPlan* plan, int64_t* dw_ws, int64_t* dkb_ws) {
+  int64_t splits = std::max<int64_t>(1, ceil_div(4 * int64_t(sms), std::max<int64_t>(base, 1)));
+  splits = std::min<int64_t>(splits, std::max<int64_t>(work, 1));
+  if (deterministic) {
+    const int64_t cap = std::max<int64_t>(1, (int64_t(256) << 20) / (8 * std::max<int64_t>(E + Eb, 1)));
+    splits = std::min(splits, cap);
+  }
+  plan->w_splits = splits;
+  if (splits == 1) {
+    plan->dw_mode = DwMode::kStore;
+    plan->dw_zero_init = work == 0;
+  } else if (deterministic) {
+    plan->dw_mode = DwMode::kWorkspace;
+    plan->dw_zero_init = false;
+    *dw_ws = splits * E;
+    *dkb_ws = splits * Eb;
+  } else {
+    plan->dw_mode = DwMode::kAtomic;
+    plan->dw_zero_init = true;
+  }
+}
+
+// The fused tensor-core backward (kernels/backward_mma.cuh): float16/bfloat16, both
+// gradients wanted, T + 1 <= 64, 32-bit indexing (workspaces included), and the block's
+// fp32 dQ accumulator [Og][T][T + 1] in shared memory next to Q [oct][16 ks][16 ks + 8],
+// the im2col [Pp][16 ks + 8] and dsigma [oct][Pp][16 ks + 8] (16-bit), which dX [T][Pp]
+// (fp32) overlays. Returns false when it does not apply or nothing fits (the caller then
+// plans the scalar kernels).
+bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool deterministic, BackwardPlan* plan) {
+  const int64_t T = s.kH * s.kW, Cg = s.C / s.groups, Og = s.O / s.groups;
+  if (T + 1 > mma_k(kMmaMaxKs) || Og < 1 || Cg < 1) return false;
+  const int64_t ks = ceil_div(T + 1, 16);
+  const int64_t row = mma_row(static_cast<int>(ks)), kk = mma_k(static_cast<int>(ks));
+  const int64_t dq_bytes = align_up(Og * T * (T + 1) * 4, 16);
+  const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, kMmaOct));
+  int64_t off_q = 0, off_col = 0, off_ds = 0;
+  auto bytes_of = [&](const TileGeom& t, int64_t oct) {
+    const int64_t pp = align_up(int64_t(t.toh) * t.tow, 16);
+    off_q = dq_bytes;
+    off_col = off_q + align_up(oct * kk * row * 2, 16);
+    off_ds = off_col + align_up(pp * row * 2, 16);
+    return off_ds + align_up(std::max(oct * pp * row * 2, T * pp * 4), 16);
+  };
+  const bool found = search_plans(T, tile_sequence(s, kMmaPixels), budgets(dl), oct_max,
+                                  [&](const TileGeom& t, int64_t budget, int64_t oct, int64_t tt) {
+    if (tt != T || bytes_of(t, oct) > budget) return false;
+    plan->xtile = t;
+    plan->m_oct = static_cast<int>(oct);
+    plan->m_rounds = static_cast<int>(ceil_div(Og, oct));
+    plan->m_smem = static_cast<int>(bytes_of(t, oct));
+    plan->m_off_q = static_cast<int>(off_q);
+    plan->m_off_col = static_cast<int>(off_col);
+    plan->m_off_ds = static_cast<int>(off_ds);
+    return true;
+  });
+  if (!found) return false;
+  const TileGeom& t = plan->xtile;
+  const int64_t work = s.N * t.tiles_h * t.tiles_w;
+  const int64_t E = s.O * Cg * T * T, Eb = s.O * Cg * T;
+  const int64_t dx_ws = plan_dx_reduction(s, t, deterministic, plan);
+  int64_t dw_ws = 0, dkb_ws = 0;
+  plan_dw_reduction(s.C, work, dl.sms, deterministic, E, Eb, plan, &dw_ws, &dkb_ws);  // blocks = C x splits
+  if (needs_int64({s.N * s.C * s.H * s.W, s.N * s.O * s.Ho * s.Wo, E, dx_ws, dw_ws,
+                   int64_t(t.tiles_h) * t.tiles_w * s.N * (int64_t(t.bh) * t.bw)})) {
+    return false;
+  }
+  plan->need_input = plan->need_weight = true;
+  plan->deterministic = deterministic;
+  plan->mma = true;
+  plan->mma_ks = static_cast<int>(ks);
+  plan->dx_ws_elems = dx_ws;
+  plan->dw_ws_elems = dw_ws;
+  plan->dkb_ws_elems = dkb_ws;
+  plan->use_int64 = false;
+  return true;
+}
+
 }  // namespace
 
 bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, std::string* why,
@@ -272,18 +374,7 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
       *why = "the dilated kernel is too large for the shared memory of this GPU (grad_input)";
       return false;
     }
-    const TileGeom& t = plan->xtile;
-    if (t.tiles_h * t.tiles_w == 1) {
-      plan->dx_mode = DxMode::kStore;  // one block per (n, c): no overlap between blocks
-      plan->dx_zero_init = true;       // input positions outside the box stay zero
-    } else if (deterministic) {
-      plan->dx_mode = DxMode::kWorkspace;
-      plan->dx_zero_init = false;  // the gather kernel writes every element
-      dx_ws = s.N * t.tiles_h * t.tiles_w * s.C * int64_t(t.bh) * t.bw;
-    } else {
-      plan->dx_mode = DxMode::kAtomic;
-      plan->dx_zero_init = true;
-    }
+    dx_ws = plan_dx_reduction(s, plan->xtile, deterministic, plan);  // one block per (n, c, tile)
   }
 
   if (need_weight) {
@@ -325,28 +416,8 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
       return false;
     }
     const TileGeom& t = plan->wtile;
-    const int64_t work = s.N * t.tiles_h * t.tiles_w;
     const int64_t base = ceil_div(Og, plan->w_oq) * ceil_div(T, plan->w_tt) * s.C;
-    // Enough blocks to fill the GPU a few times over; each split adds one partial per entry.
-    int64_t splits = std::max<int64_t>(1, ceil_div(4 * int64_t(dl.sms), std::max<int64_t>(base, 1)));
-    splits = std::min<int64_t>(splits, std::max<int64_t>(work, 1));
-    if (deterministic) {  // cap the per-split workspace at 256 MB
-      const int64_t cap = std::max<int64_t>(1, (int64_t(256) << 20) / (8 * std::max<int64_t>(E + Eb, 1)));
-      splits = std::min(splits, cap);
-    }
-    plan->w_splits = splits;
-    if (splits == 1) {
-      plan->dw_mode = DwMode::kStore;
-      plan->dw_zero_init = work == 0;
-    } else if (deterministic) {
-      plan->dw_mode = DwMode::kWorkspace;
-      plan->dw_zero_init = false;
-      dw_ws = splits * E;
-      dkb_ws = splits * Eb;
-    } else {
-      plan->dw_mode = DwMode::kAtomic;
-      plan->dw_zero_init = true;
-    }
+    plan_dw_reduction(base, s.N * t.tiles_h * t.tiles_w, dl.sms, deterministic, E, Eb, plan, &dw_ws, &dkb_ws);
   }
 
   plan->dx_ws_elems = dx_ws;
@@ -359,8 +430,16 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
 }  // namespace
 
 bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
-                   bool deterministic, BackwardPlan* plan, std::string* why) {
+                   bool deterministic, BackwardPlan* plan, std::string* why, bool allow_mma) {
   if (!check_ranges(s, why)) return false;
+  const bool sixteen_bit = dtype == DType::kFloat16 || dtype == DType::kBFloat16;
+  if (allow_mma && sixteen_bit && need_input && need_weight) {
+    DevLimits dl;
+    if (!query_device(&dl, why)) return false;
+    *plan = BackwardPlan();
+    if (plan_backward_mma(s, dl, deterministic, plan)) return true;
+    *plan = BackwardPlan();
+  }
   const int64_t E = s.O * (s.C / s.groups) * s.kH * s.kW * s.kH * s.kW;
   const bool big = needs_int64({s.N * s.C * s.H * s.W, s.N * s.O * s.Ho * s.Wo, E});
   // Compile-time-size kernels exist for 32-bit indexing and the non-float64 types only;

@@ -1,8 +1,10 @@
 // PTX instruction wrappers of the tensor-core kernels, one function per instruction:
 //   mma_m16n8k16<T>  mma.sync.aligned.m16n8k16.row.col.f32.{f16,bf16}.{f16,bf16}.f32
 //   ldmatrix_x4      ldmatrix.sync.aligned.m8n8.x4.shared.b16
+//   ldmatrix_x4_trans  ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 (the backward's transposes)
 //   cp_async<B>      cp.async.ca.shared.global (B = 4, 8 or 16 bytes, zero-fill), commit, wait
 //   tanh2<T>         tanh.approx.{f16x2,bf16x2} (bf16x2 needs sm_90: two tanh.approx.f32 before)
+//   tanh_f32         tanh.approx.f32
 //   shfl_xor         shfl.sync.bfly.b32 over the full warp
 // Registers hold two 16-bit values, the lower column in the low half. Fragment layouts,
 // with lane = 0..31, g = lane / 4, t = lane % 4 (PTX ISA, "Matrix Fragments for
@@ -11,7 +13,8 @@
 //   B (16x8,  K x N):     b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]
 //   C, D (16x8, fp32):    c0, c1 = C[g][2t, 2t+1]; c2, c3 = C[g+8][2t, 2t+1]
 //   ldmatrix .x4: lanes 8i..8i+7 give the row addresses (16 bytes each) of 8x8 matrix i;
-//                 register i of every lane receives row g, columns 2t, 2t+1 of matrix i.
+//                 register i of every lane receives row g, columns 2t, 2t+1 of matrix i;
+//                 .trans: rows 2t, 2t+1 of column g of matrix i instead.
 // Under the CPU emulation (ADAPTIVE_CONV_EMULATION, testing/emu_runtime.h) every function
 // is the warp-wide CPU model in testing/ptx/, which follows the same layouts and is
 // unit-tested against a naive matrix product (testing/test_ptx.cpp).
@@ -117,6 +120,16 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
 #endif
 }
 
+// The same four matrices, each transposed: register i of lane (g, t) = M_i[2t][g], M_i[2t+1][g].
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* row) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+#endif
+}
+
 // Asynchronous global -> shared copy of kBytes; the destination is zero-filled when !valid.
 template <int kBytes>
 __device__ __forceinline__ void cp_async(void* smem, const void* gmem, bool valid) {
@@ -160,6 +173,14 @@ __device__ __forceinline__ uint32_t tanh2<__nv_bfloat16>(uint32_t r) {
   asm("tanh.approx.f32 %0, %0;" : "+f"(lo));
   asm("tanh.approx.f32 %0, %0;" : "+f"(hi));
   y = pack2f<__nv_bfloat16>(lo, hi);
+#endif
+  return y;
+}
+
+__device__ __forceinline__ float tanh_f32(float x) {
+  float y = x;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
+  asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
 #endif
   return y;
 }

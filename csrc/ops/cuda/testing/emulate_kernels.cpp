@@ -20,6 +20,7 @@
 //   /tmp/emulate [quick | mma | mma:<note> | <note>]
 #include "emu_runtime.h"
 
+#include <map>
 #include <random>
 #include <string>
 
@@ -201,7 +202,9 @@ std::vector<A> poisoned(size_t n, bool zero) {
 struct Run {
   bool allow_mma = true;
   bool fwd_only = false;
+  bool allow_bwd_mma = true;  // the fused tensor-core backward when the planner picks it
 };
+bool g_last_bwd_mma = false;  // whether the last run_cuda's backward plan was the fused mma one
 
 template <typename T>
 Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& run = Run(), bool* used_mma = nullptr) {
@@ -242,11 +245,12 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& ru
   }
 
   cu::BackwardPlan bp;
-  if (!cu::plan_backward(dtype_of<T>(), s, true, true, det, &bp, &why)) {
+  if (!cu::plan_backward(dtype_of<T>(), s, true, true, det, &bp, &why, run.allow_bwd_mma)) {
     std::printf("plan_backward failed: %s\n", why.c_str());
     std::exit(1);
   }
-  if (g_force_int64 && !bp.x_static && !bp.w_static) bp.use_int64 = true;
+  g_last_bwd_mma = bp.mma;
+  if (g_force_int64 && !bp.x_static && !bp.w_static && !bp.mma) bp.use_int64 = true;
   const int64_t T_ = s.kH * s.kW, Cg = s.C / s.groups;
   auto gi = poisoned<acc_t>(p.x.size(), bp.dx_zero_init);
   auto gw = poisoned<double>(p.w.size(), bp.dw_zero_init);
@@ -277,6 +281,16 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& ru
   for (auto v : gkb) r.dkb.push_back(to_double(from_double<T>(v)));
 
   char info[512];
+  if (bp.mma) {
+    std::snprintf(info, sizeof info,
+                  "fwd[%stile %dx%d oct %d cch %d %dB] bwd[mma k%d tile %dx%d oct %d rounds %d splits %lld dx mode %d "
+                  "dw mode %d %dB]",
+                  fp.mma ? "mma " : "", fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.smem_bytes, 16 * bp.mma_ks,
+                  bp.xtile.toh, bp.xtile.tow, bp.m_oct, bp.m_rounds, static_cast<long long>(bp.w_splits),
+                  static_cast<int>(bp.dx_mode), static_cast<int>(bp.dw_mode), bp.m_smem);
+    *plan_info = info;
+    return r;
+  }
   std::snprintf(info, sizeof info,
                 "fwd[%stile %dx%d oct %d cch %d tt %d %s %dB] dx[tile %dx%d oq %d tt %d %s mode %d %dB] "
                 "dw[tile %dx%d oq %d tt %d aw %d ks %d splits %lld %s mode %d %dB]",
@@ -330,9 +344,15 @@ AdaptiveConvShape make_shape(const Case& c) {
 
 int g_failures = 0;
 
-// expect_mma: 1 / 0 = the plan must (not) use the tensor-core forward, -1 = either.
+// Worst relative error per "dtype gradient" over the fused-backward cases (reported at the end).
+std::map<std::string, double> g_worst;
+bool g_track_worst = false;
+
+// expect_mma: 1 / 0 = the plan must (not) use the tensor-core forward, -1 = either;
+// expect_bwd_mma: the same for the fused tensor-core backward.
 template <typename T>
-void check_case(const Case& c, bool det, double tol, unsigned seed, const Run& run = Run(), int expect_mma = -1) {
+void check_case(const Case& c, bool det, double tol, unsigned seed, const Run& run = Run(), int expect_mma = -1,
+                int expect_bwd_mma = -1) {
   emu::g_sms = c.sms;
   emu::g_optin = c.optin;
   Problem p;
@@ -369,11 +389,20 @@ void check_case(const Case& c, bool det, double tol, unsigned seed, const Run& r
     ok = false;
     off += std::snprintf(line + off, sizeof line - off, " PLAN: mma expected %s", expect_mma ? "yes" : "no");
   }
+  if (!run.fwd_only && expect_bwd_mma >= 0 && g_last_bwd_mma != (expect_bwd_mma == 1)) {
+    ok = false;
+    off += std::snprintf(line + off, sizeof line - off, " PLAN: fused mma backward expected %s",
+                         expect_bwd_mma ? "yes" : "no");
+  }
   for (int k = 0; k < (run.fwd_only ? 1 : 4); ++k) {
     bool finite;
     const double err = rel_err(*gv[k], *rv[k], &finite);
     const bool good = finite && err <= tol;
     ok = ok && good;
+    if (g_track_worst && g_last_bwd_mma) {
+      double& worst = g_worst[std::string(name_of<T>()) + " " + names[k]];
+      worst = std::max(worst, finite ? err : INFINITY);
+    }
     off += std::snprintf(line + off, sizeof line - off, " %s=%.1e%s", names[k], err, finite ? "" : "(NaN!)");
   }
   if (det) {  // bitwise reproducibility of the gradients
@@ -501,14 +530,43 @@ void check_peel() {
   g_failures += bad;
 }
 
+// The fused tensor-core backward (float16/bfloat16) on the same shapes as the forward:
+// forward and all three gradients against the float64 reference, every case also in
+// deterministic mode (run twice, bitwise equal), on a GPU model with few SMs as well (more
+// splits, so the workspaces and their fixed-order reductions run); kernels with T + 1 > 64
+// must fall back to the scalar backward.
+void run_bwd_mma_cases(const std::string& arg) {
+  g_track_worst = true;
+  int n = 0;
+  for (Case c : kMmaCases) {
+    if (arg != "bwdmma" && std::string(c.note).find(arg.substr(7)) == std::string::npos) continue;
+    const int expect = c.kH * c.kW + 1 <= 64 ? 1 : 0;
+    const bool det = n % 2 == 0;  // alternate: both modes run on every kind of shape
+    // A small GPU: fewer splits, so fewer emulated blocks; every 4th case keeps 132 SMs
+    // (many splits: the workspaces and the atomics paths run).
+    if (n % 4 != 1) c.sms = 8;
+    check_case<__half>(c, det, 5e-3, 30 + n, Run(), -1, expect);
+    check_case<__nv_bfloat16>(c, !det, 2e-2, 40 + n, Run(), -1, expect);
+    ++n;
+  }
+  g_track_worst = false;
+  std::printf("worst relative error of the fused backward cases:");
+  for (const auto& [k, v] : g_worst) std::printf(" %s=%.1e", k.c_str(), v);
+  std::printf("\n");
+}
+
 int main(int argc, char** argv) {
   // Argument: nothing (all cases), "quick" (three float32/float64 cases) or a substring of a
   // case's note (only those cases).
   const std::string arg = argc > 1 ? argv[1] : "";
   check_peel();
   const bool quick = arg == "quick";
-  if (arg.rfind("mma", 0) == 0) {  // "mma" (all tensor-core cases) or "mma:<note substring>"
-    run_mma_cases(arg);
+  if (arg.rfind("mma", 0) == 0 || arg.rfind("bwdmma", 0) == 0) {  // "mma[:<note>]", "bwdmma[:<note>]"
+    if (arg.rfind("mma", 0) == 0) {
+      run_mma_cases(arg);
+    } else {
+      run_bwd_mma_cases(arg);
+    }
     std::printf("%s: %d failure(s), %lld emulated launches\n", g_failures ? "FAILED" : "PASSED", g_failures,
                 emu::g_launches);
     return g_failures ? 1 : 0;

@@ -58,8 +58,10 @@ void test_mma(const char* name, unsigned seed) {
   });
 }
 
-// ldmatrix.x4: register i of lane (g, t) = row g, columns 2t, 2t+1 of matrix i.
-void test_ldmatrix() {
+// ldmatrix.x4: register i of lane (g, t) = row g, columns 2t, 2t+1 of matrix i;
+// .trans: rows 2t, 2t+1 of column g of matrix i.
+template <bool kTrans>
+void test_ldmatrix(const char* name) {
   constexpr int kStride = 24;  // elements per row: 48 bytes, as the kernel pads its rows
   alignas(16) static uint16_t sm[4 * 8 * kStride];
   for (int i = 0; i < 4 * 8 * kStride; ++i) sm[i] = 0xdead;
@@ -67,13 +69,62 @@ void test_ldmatrix() {
   for (int m = 0; m < 4; ++m)
     for (int r = 0; r < 8; ++r)
       for (int c = 0; c < 8; ++c) sm[(m * 8 + r) * kStride + c] = val(m, r, c);
-  run_warp("ldmatrix.x4 fragment layout", [&] {
+  run_warp(name, [&] {
     const int lane = emu::lane_id(), g = lane / 4, t = lane % 4;
     uint32_t r[4];
-    ptx::ldmatrix_x4(r, sm + ((lane / 8) * 8 + lane % 8) * kStride);
-    for (int m = 0; m < 4; ++m) {
-      expect((r[m] & 0xffff) == val(m, g, 2 * t) && (r[m] >> 16) == val(m, g, 2 * t + 1), "wrong element", lane);
+    const uint16_t* row = sm + ((lane / 8) * 8 + lane % 8) * kStride;
+    if (kTrans) {
+      ptx::ldmatrix_x4_trans(r, row);
+    } else {
+      ptx::ldmatrix_x4(r, row);
     }
+    for (int m = 0; m < 4; ++m) {
+      const uint16_t lo = kTrans ? val(m, 2 * t, g) : val(m, g, 2 * t);
+      const uint16_t hi = kTrans ? val(m, 2 * t + 1, g) : val(m, g, 2 * t + 1);
+      expect((r[m] & 0xffff) == lo && (r[m] >> 16) == hi, "wrong element", lane);
+    }
+  });
+}
+
+// The backward's use: B (K x N) stored K-major (rows k of N contiguous values: Q[uv][u'v']
+// read as Q^T, or the patch [pixel][tap]), read with ldmatrix.x4.trans as b0/b1 of two n8
+// tiles; and A (M x K) stored K-major too (dsigma [pixel][uv] read as dsigma^T), read with
+// ldmatrix.x4.trans as a0..a3. The products equal the naive ones.
+template <typename T>
+void test_ldmatrix_trans_mma(const char* name, unsigned seed) {
+  constexpr int kK = 32, kRow = 16 + 8;  // two k16 steps; rows of 16 values, padded
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  alignas(16) static T bs[kK * kRow], as[kK * kRow];
+  float A[16][kK], B[kK][16];
+  for (int k = 0; k < kK; ++k)
+    for (int n = 0; n < 16; ++n) {
+      B[k][n] = ptx::to_float(ptx::from_float<T>(nd(rng)));
+      bs[k * kRow + n] = ptx::from_float<T>(B[k][n]);
+      A[n][k] = ptx::to_float(ptx::from_float<T>(nd(rng)));
+      as[k * kRow + n] = ptx::from_float<T>(A[n][k]);
+    }
+  run_warp(name, [&] {
+    const int lane = emu::lane_id(), g = lane / 4, t = lane % 4, i = lane / 8, r = lane % 8;
+    float d[2][4] = {};
+    for (int ks = 0; ks < kK / 16; ++ks) {
+      uint32_t a[4], b[4];
+      // A: matrix i = (m half i & 1, k half i >> 1); B: matrix i = (k half i & 1, n-tile i >> 1).
+      ptx::ldmatrix_x4_trans(a, as + (16 * ks + r + 8 * (i >> 1)) * kRow + 8 * (i & 1));
+      ptx::ldmatrix_x4_trans(b, bs + (16 * ks + r + 8 * (i & 1)) * kRow + 8 * (i >> 1));
+      ptx::mma_m16n8k16<T>(d[0], a, b[0], b[1]);
+      ptx::mma_m16n8k16<T>(d[1], a, b[2], b[3]);
+    }
+    for (int nt = 0; nt < 2; ++nt)
+      for (int e = 0; e < 4; ++e) {
+        const int row = g + 8 * (e / 2), col = nt * 8 + 2 * t + e % 2;
+        double ref = 0, mag = 0;
+        for (int k = 0; k < kK; ++k) {
+          ref += double(A[row][k]) * B[k][col];
+          mag += std::fabs(double(A[row][k]) * B[k][col]);
+        }
+        expect(std::fabs(d[nt][e] - ref) <= 1e-6 * mag, "ldmatrix.trans A, B x mma != product", lane);
+      }
   });
 }
 
@@ -138,6 +189,19 @@ void test_tanh2(const char* name) {
   });
 }
 
+// tanh.approx.f32: within 2^-11 (relative) of tanh, |y| <= 1, odd inputs kept apart.
+void test_tanh_f32() {
+  run_warp("tanh.approx.f32 model vs tanh", [&] {
+    const int lane = emu::lane_id();
+    for (int i = lane; i < 4096; i += 32) {
+      const float x = -9.f + 18.f * i / 4096;
+      const float y = ptx::tanh_f32(x), e = std::tanh(x);
+      expect(std::fabs(y - e) <= (0x1p-11f + 0x1p-23f) * std::fabs(e), "relative error > 2^-11 (+ rounding)", lane);
+      expect(std::fabs(y) <= 1.f, "|tanh| > 1", lane);
+    }
+  });
+}
+
 void test_cp_async() {
   alignas(16) static unsigned char src[64], dst[64];
   for (int i = 0; i < 64; ++i) src[i] = static_cast<unsigned char>(i + 1);
@@ -171,11 +235,15 @@ void test_shfl_xor() {
 int main() {
   test_mma<__half>("mma.m16n8k16 f16 fragment layout vs naive product", 1);
   test_mma<__nv_bfloat16>("mma.m16n8k16 bf16 fragment layout vs naive product", 2);
-  test_ldmatrix();
+  test_ldmatrix<false>("ldmatrix.x4 fragment layout");
   test_ldmatrix_mma<__half>("ldmatrix.x4 B operand + mma f16 vs naive product (k = 32)", 3);
   test_ldmatrix_mma<__nv_bfloat16>("ldmatrix.x4 B operand + mma bf16 vs naive product (k = 32)", 4);
+  test_ldmatrix<true>("ldmatrix.x4.trans fragment layout");
+  test_ldmatrix_trans_mma<__half>("ldmatrix.x4.trans A and B operands + mma f16 vs naive product (k = 32)", 5);
+  test_ldmatrix_trans_mma<__nv_bfloat16>("ldmatrix.x4.trans A and B operands + mma bf16 vs naive product (k = 32)", 6);
   test_tanh2<__half>("tanh.approx.f16x2 model vs tanh");
   test_tanh2<__nv_bfloat16>("tanh.approx.bf16x2 model vs tanh");
+  test_tanh_f32();
   test_cp_async();
   test_shfl_xor();
   std::printf("%s: %d failed instruction test(s)\n", g_failed_tests ? "FAILED" : "PASSED", g_failed_tests);

@@ -1,0 +1,348 @@
+// Fused backward on the tensor cores, float16 and bfloat16 (32-bit indexing, T + 1 <= 64):
+// one pass per tile recomputes sigma and tanh once and produces grad_input, grad_weight and
+// grad_kernel_bias. Three GEMMs per (o, c) pair and tile of up to 128 output pixels, all
+// mma.sync m16n8k16 with fp32 accumulators, K padded to 16 * KS as in forward_mma.cuh:
+//   sigma [pixels x uv]  = patch [pixels x K] . Q^T          (beta: the patch's ones column)
+//   dX    [pixels x K]  += dsigma [pixels x uv] . Q [uv x K]  (plus the direct term g * t)
+//   dQ    [uv x K]      += dsigma^T [uv x pixels] . patch     (column T: grad_beta)
+// with dsigma = g * X * (1 - t^2) computed in fp32 from the C fragment of sigma. The C
+// fragment of an m16n8 pair is the A fragment of the next m16k16 step, so dsigma feeds the
+// dX GEMM straight from registers; the dQ GEMM reduces over pixels, so dsigma goes through
+// shared memory and comes back transposed (ldmatrix.trans), like the patch and Q^T.
+//
+// Block = (absolute input channel c', split s). It walks over the tiles (n, tile) = s,
+// s + S, ... and, per tile, over the output channels of c's group in rounds of oct:
+//   1. im2col of the tile, [Pp][16 KS + 8] 16-bit (zero rows past the tile or the output);
+//   2. per round: stage Q/beta of the oct pairs (forward_mma's layout); each warp, for its
+//      16 pixels and every pair: sigma (A = ldmatrix of the im2col), tanh, dsigma to shared
+//      memory, dX += dsigma . Q (B = ldmatrix.trans of Q) in registers across all pairs;
+//   3. per round: the dQ GEMM, units (pair, uv m-tile, K n-pair) dealt to the warps in a
+//      fixed order; each unit sums over the tile's pixels and adds its fragment to the
+//      block's fp32 dQ accumulator in shared memory, [Og][T][T + 1]: every element has one
+//      owner lane, so the sums are in a fixed order (no atomics);
+//   4. dX of the tile to shared memory, [T][Pp] fp32, then each thread sums the input box
+//      cells it owns over the taps in a fixed order (col2im as a gather, no atomics) and
+//      writes them out like the scalar grad_input kernel: plain stores (one tile covers
+//      the image), float atomicAdd (non-deterministic mode), or per-tile workspace boxes
+//      that adaptive_conv2d_gather_dx_kernel sums in a fixed order (deterministic mode).
+// At the end the block's dQ leaves once, like the scalar grad_weight kernel: plain stores
+// (one split), double atomicAdd, or (deterministic) a per-split workspace reduced in split
+// order by adaptive_conv2d_reduce_splits_kernel.
+#pragma once
+
+#include "backward_input.cuh"
+#include "backward_weight.cuh"
+#include "forward_mma.cuh"
+
+namespace adaptive_conv_ext {
+namespace cuda {
+namespace {
+
+struct BwdMmaCfg {
+  int toh, tow, P, Pp, bh, bw, box, tiles_h, tiles_w;
+  int oct, rounds, splits, work_items;
+  int off_q, off_col, off_ds;  // bytes from the start of shared memory (dQ accumulator at 0)
+  int dx_mode, dw_mode;        // DxMode, DwMode
+  long long items;             // C * splits
+};
+
+// tanh of the backward: packed tanh.approx.{f16,bf16}x2 when true, else tanh.approx.f32 of
+// each fp32 sigma. Chosen per dtype from the emulated gradient errors (testing/
+// emulate_kernels.cpp "bwdmma"); ADAPTIVE_CONV_BWD_PACKED_TANH overrides it for that check.
+template <typename scalar_t>
+struct BwdPackedTanh {
+#ifdef ADAPTIVE_CONV_BWD_PACKED_TANH
+  static constexpr bool value = ADAPTIVE_CONV_BWD_PACKED_TANH;
+#else
+  static constexpr bool value = std::is_same<scalar_t, __half>::value;
+#endif
+};
+
+// dsigma and the direct dX term of one m16n8 tile of sigma (c, fp32): x01 / x23 hold the
+// patch X at the same (pixel, column) places (pixel rows gq and gq + 8), g0 / g1 the output
+// gradients of those pixels. Adds g * t to dxd and returns dsigma packed as 16-bit pairs.
+// first_col_only: the tile's only real column is its first (T = 8 tile + 1, the last tile
+// of the odd square kernels): columns 2 tq + 1 are the beta column or padding, whose
+// dsigma nothing reads (Q rows >= T are 0, dQ rows >= T are dropped), so only elements 0
+// and 2 are computed (one packed tanh, or two scalar ones) and the others are set to 0.
+template <typename scalar_t>
+__device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, uint32_t x23, float g0, float g1,
+                                            bool first_col_only, float (&dxd)[4], uint32_t& ds01, uint32_t& ds23) {
+  float t[4];
+  if (first_col_only) {
+    if constexpr (BwdPackedTanh<scalar_t>::value) {
+      const uint32_t t02 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[2]));
+      t[0] = ptx::lo_float<scalar_t>(t02);
+      t[2] = ptx::hi_float<scalar_t>(t02);
+    } else {
+      t[0] = ptx::tanh_f32(c[0]);
+      t[2] = ptx::tanh_f32(c[2]);
+    }
+    const float d0 = g0 * ptx::lo_float<scalar_t>(x01) * __fmaf_rn(-t[0], t[0], 1.f);
+    const float d2 = g1 * ptx::lo_float<scalar_t>(x23) * __fmaf_rn(-t[2], t[2], 1.f);
+    dxd[0] = __fmaf_rn(g0, t[0], dxd[0]);
+    dxd[2] = __fmaf_rn(g1, t[2], dxd[2]);
+    ds01 = ptx::pack2f<scalar_t>(d0, 0.f);
+    ds23 = ptx::pack2f<scalar_t>(d2, 0.f);
+    return;
+  }
+  if constexpr (BwdPackedTanh<scalar_t>::value) {
+    const uint32_t t01 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[1]));
+    const uint32_t t23 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[2], c[3]));
+    t[0] = ptx::lo_float<scalar_t>(t01);
+    t[1] = ptx::hi_float<scalar_t>(t01);
+    t[2] = ptx::lo_float<scalar_t>(t23);
+    t[3] = ptx::hi_float<scalar_t>(t23);
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) t[i] = ptx::tanh_f32(c[i]);
+  }
+  const float x[4] = {ptx::lo_float<scalar_t>(x01), ptx::hi_float<scalar_t>(x01), ptx::lo_float<scalar_t>(x23),
+                      ptx::hi_float<scalar_t>(x23)};
+  const float gg[4] = {g0, g0, g1, g1};
+  float ds[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    ds[i] = gg[i] * x[i] * __fmaf_rn(-t[i], t[i], 1.f);
+    dxd[i] = __fmaf_rn(gg[i], t[i], dxd[i]);
+  }
+  ds01 = ptx::pack2f<scalar_t>(ds[0], ds[1]);
+  ds23 = ptx::pack2f<scalar_t>(ds[2], ds[3]);
+}
+
+// Min. blocks per SM = 1: no register cap below 255 (see forward_mma.cuh). kTail >= 0: the
+// kernel for T = 8 kTail + 1 exactly (odd square kernels, as in forward_mma.cuh), with the
+// tile counts and the one-column last tile known at compile time; kTail = -1: any T with
+// T + 1 <= 16 KS.
+template <typename scalar_t, int KS, int kTail>
+__global__ void __launch_bounds__(kThreads, 1)
+adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t* __restrict__ grad_out,
+                               const scalar_t* __restrict__ input, const scalar_t* __restrict__ weight,
+                               const scalar_t* __restrict__ kbias, float* __restrict__ grad_in,
+                               float* __restrict__ dx_ws, double* __restrict__ gw, double* __restrict__ gkb,
+                               double* __restrict__ ws_w, double* __restrict__ ws_kb) {
+  static_assert(kTail < 0 || 8 * kTail + 2 <= mma_k(KS), "T + 1 must fit in K");
+  constexpr int kK = mma_k(KS), kRow = mma_row(KS);
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  float* const dq = reinterpret_cast<float*>(smem_raw);                         // [Og][T][T + 1]
+  scalar_t* const qs = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_q);       // [oct][kK][kRow]
+  scalar_t* const col = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_col);    // [Pp][kRow]
+  scalar_t* const dss = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_ds);     // [oct][Pp][kRow]
+  float* const dxs = reinterpret_cast<float*>(smem_raw + cfg.off_ds);           // [T][Pp] (after the rounds)
+  const int T = kTail >= 0 ? 8 * kTail + 1 : g.T, T1 = T + 1;
+
+  const int tid = threadIdx.x;
+  const int warp = tid >> 5, lane = tid & 31, gq = lane >> 2, tq = lane & 3;
+  const bool warp_active = warp * 16 < cfg.P;
+  // ldmatrix row addresses of this lane: matrix i = lane / 8, row r = lane % 8.
+  const int li = lane >> 3, lr = lane & 7;
+  const int brow = ((lane & 7) + 8 * (lane >> 4)) * kRow + 8 * ((lane >> 3) & 1);  // B = Q (as forward)
+  const int arow = (warp * 16 + lr + 8 * (li & 1)) * kRow + 8 * (li >> 1);        // A = im2col rows
+  const int qtrow = (lr + 8 * (li & 1)) * kRow + 8 * (li >> 1);                   // B = Q^T (trans)
+  const int dstrow = (lr + 8 * (li >> 1)) * kRow + 8 * (li & 1);                  // A = dsigma^T (trans)
+  const int ptrow = (lr + 8 * (li & 1)) * kRow + 8 * (li >> 1);                   // B = patch (trans)
+
+  for (long long item = blockIdx.x; item < cfg.items; item += gridDim.x) {
+    const int c_abs = static_cast<int>(item % g.C);
+    const int split = static_cast<int>(item / g.C);
+    const int gi = c_abs / g.Cg, cl = c_abs - gi * g.Cg;
+
+    __syncthreads();  // the previous item's readers of dq are done
+    for (int i = tid; i < g.Og * T * T1; i += kThreads) dq[i] = 0.f;
+    bool q_staged = false;
+
+    for (int w = split; w < cfg.work_items; w += cfg.splits) {
+      const int tx = w % cfg.tiles_w;
+      const int ty = (w / cfg.tiles_w) % cfg.tiles_h;
+      const int n = w / (cfg.tiles_w * cfg.tiles_h);
+      const int ih0 = ty * cfg.toh * g.sH - g.pH, iw0 = tx * cfg.tow * g.sW - g.pW;
+
+      __syncthreads();  // the previous tile's readers of col / dxs are done
+      // 1. im2col: tap k < T of a real pixel, 1 in column T, 0 elsewhere.
+      for (int i = tid; i < cfg.Pp * kK; i += kThreads) {
+        const int p = i / kK, k = i - p * kK;
+        const int py = p / cfg.tow, px = p - py * cfg.tow;
+        float v = 0.f;
+        if (p < cfg.P && ty * cfg.toh + py < g.Ho && tx * cfg.tow + px < g.Wo) {
+          if (k < T) {
+            const int ah = k / g.kW;
+            const int ih = ih0 + py * g.sH + ah * g.dH, iw = iw0 + px * g.sW + (k - ah * g.kW) * g.dW;
+            if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
+              col[p * kRow + k] = ldg(input + ((n * g.C + c_abs) * g.H + ih) * g.W + iw);
+              continue;
+            }
+          } else if (k == T) {
+            v = 1.f;
+          }
+        }
+        col[p * kRow + k] = ptx::from_float<scalar_t>(v);
+      }
+
+      // This lane's pixels (rows gq, gq + 8 of the warp's m-tile) and their output offsets.
+      int gofs[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int p = warp * 16 + gq + 8 * r;
+        const int py = p / cfg.tow, px = p - py * cfg.tow;
+        const int oh = ty * cfg.toh + py, ow = tx * cfg.tow + px;
+        gofs[r] = p < cfg.P && oh < g.Ho && ow < g.Wo ? oh * g.Wo + ow : -1;
+      }
+      float dxacc[2 * KS][4];  // dX of the lane's pixels, n8 tiles of K, summed over all pairs
+#pragma unroll
+      for (int j = 0; j < 2 * KS; ++j) dxacc[j][0] = dxacc[j][1] = dxacc[j][2] = dxacc[j][3] = 0.f;
+
+      for (int r = 0; r < cfg.rounds; ++r) {
+        const int o0 = r * cfg.oct;
+        const int oct_a = min(cfg.oct, g.Og - o0);
+        if (!q_staged || cfg.rounds > 1) {
+          stage_q_mma<KS>(qs, weight, kbias, g, gi * g.Og + o0, oct_a, cl, 1);
+          q_staged = true;
+        }
+        __syncthreads();  // col, qs staged; the previous round's dQ readers of dss are done
+
+        // 2. sigma, dsigma, dX per warp.
+        if (warp_active) {
+          uint32_t a[KS][4];
+#pragma unroll
+          for (int ks = 0; ks < KS; ++ks) ptx::ldmatrix_x4(a[ks], col + arow + 16 * ks);
+          const int hw = g.Ho * g.Wo;
+          const scalar_t* gop = grad_out + (n * g.O + gi * g.Og + o0) * hw;  // output channel o0 + ol
+          for (int ol = 0; ol < oct_a; ++ol, gop += hw) {
+            const float g0 = gofs[0] >= 0 ? ptx::to_float(ldg(gop + gofs[0])) : 0.f;
+            const float g1 = gofs[1] >= 0 ? ptx::to_float(ldg(gop + gofs[1])) : 0.f;
+            const scalar_t* const q = qs + ol * kK * kRow;
+            scalar_t* const dso = dss + (ol * cfg.Pp + warp * 16 + gq) * kRow + 2 * tq;
+#pragma unroll
+            for (int np = 0; np < KS; ++np) {  // uv 16 np .. 16 np + 15: one k16 step of dX
+              if (16 * np >= T) break;  // uv >= T: dsigma is not needed (Q rows and dQ rows unused)
+              const bool hi_tile = 16 * np + 8 < T;
+              float c_lo[4] = {0.f, 0.f, 0.f, 0.f}, c_hi[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+              for (int ks = 0; ks < KS; ++ks) {
+                uint32_t b[4];
+                ptx::ldmatrix_x4(b, q + brow + 16 * np * kRow + 16 * ks);
+                ptx::mma_m16n8k16<scalar_t>(c_lo, a[ks], b[0], b[1]);
+                if (hi_tile) ptx::mma_m16n8k16<scalar_t>(c_hi, a[ks], b[2], b[3]);
+              }
+              uint32_t ds[4] = {0u, 0u, 0u, 0u};  // A fragment of dsigma: rows gq / gq + 8, uv lo / hi
+              dsigma_tile<scalar_t>(c_lo, a[np][0], a[np][1], g0, g1, T - 16 * np == 1, dxacc[2 * np], ds[0], ds[1]);
+              if (hi_tile) {
+                dsigma_tile<scalar_t>(c_hi, a[np][2], a[np][3], g0, g1, T - 16 * np - 8 == 1, dxacc[2 * np + 1], ds[2],
+                                      ds[3]);
+              }
+              *reinterpret_cast<uint32_t*>(dso + 16 * np) = ds[0];
+              *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 16 * np) = ds[1];
+              *reinterpret_cast<uint32_t*>(dso + 16 * np + 8) = ds[2];
+              *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 16 * np + 8) = ds[3];
+              // dX += dsigma[:, uv 16 np ..] . Q[uv 16 np .., K]: Q rows uv >= T are 0.
+#pragma unroll
+              for (int jp = 0; jp < KS; ++jp) {
+                if (16 * jp >= T) break;  // dX columns >= T (beta, padding) are not needed
+                uint32_t b[4];
+                ptx::ldmatrix_x4_trans(b, q + qtrow + 16 * np * kRow + 16 * jp);
+                ptx::mma_m16n8k16<scalar_t>(dxacc[2 * jp], ds, b[0], b[1]);
+                ptx::mma_m16n8k16<scalar_t>(dxacc[2 * jp + 1], ds, b[2], b[3]);
+              }
+            }
+          }
+        }
+        __syncthreads();  // dsigma of every pixel of the tile is in dss
+
+        // 3. dQ[uv, K] += dsigma^T . patch over the tile's pixels, one unit per warp at a time.
+        const int ksteps = (cfg.P + 15) / 16;
+        for (int u = warp; u < oct_a * KS * KS; u += kMmaWarps) {
+          const int ol = u / (KS * KS), mi = (u / KS) % KS, nj = u % KS;
+          if (16 * mi >= T || 16 * nj > T) continue;  // only padding rows / columns
+          float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+          const scalar_t* const dsb = dss + ol * cfg.Pp * kRow + dstrow + 16 * mi;
+          const scalar_t* const pb = col + ptrow + 16 * nj;
+          for (int kp = 0; kp < ksteps; ++kp) {
+            uint32_t af[4], bf[4];
+            ptx::ldmatrix_x4_trans(af, dsb + 16 * kp * kRow);
+            ptx::ldmatrix_x4_trans(bf, pb + 16 * kp * kRow);
+            ptx::mma_m16n8k16<scalar_t>(acc[0], af, bf[0], bf[1]);
+            ptx::mma_m16n8k16<scalar_t>(acc[1], af, bf[2], bf[3]);
+          }
+          float* const dqo = dq + (o0 + ol) * T * T1;
+#pragma unroll
+          for (int h = 0; h < 2; ++h)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int uv = 16 * mi + gq + 8 * (e >> 1), k = 16 * nj + 8 * h + 2 * tq + (e & 1);
+              if (uv < T && k < T1) dqo[uv * T1 + k] += acc[h][e];
+            }
+        }
+      }
+
+      // 4. dX of the tile: [T][Pp] in shared memory, then each box cell sums its taps.
+      __syncthreads();  // the dQ readers of dss (which dxs overlays) are done
+      if (warp_active) {
+#pragma unroll
+        for (int j = 0; j < 2 * KS; ++j)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int k = 8 * j + 2 * tq + (e & 1);
+            if (k < T) dxs[k * cfg.Pp + warp * 16 + gq + 8 * (e >> 1)] = dxacc[j][e];
+          }
+      }
+      __syncthreads();
+      float* const dst = cfg.dx_mode == static_cast<int>(DxMode::kWorkspace)
+                             ? dx_ws + (((n * cfg.tiles_h + ty) * cfg.tiles_w + tx) * g.C + c_abs) * cfg.box
+                             : grad_in + (n * g.C + c_abs) * g.H * g.W;
+      for (int i = tid; i < cfg.box; i += kThreads) {
+        const int y = i / cfg.bw, x = i - y * cfg.bw;
+        float sum = 0.f;
+        for (int ah = 0; ah < g.kH; ++ah) {
+          const int yy = y - ah * g.dH;
+          if (yy < 0) break;
+          const int py = yy / g.sH;
+          if (py * g.sH != yy || py >= cfg.toh) continue;
+          for (int aw = 0; aw < g.kW; ++aw) {
+            const int xx = x - aw * g.dW;
+            if (xx < 0) break;
+            const int px = xx / g.sW;
+            if (px * g.sW != xx || px >= cfg.tow) continue;
+            sum += dxs[(ah * g.kW + aw) * cfg.Pp + py * cfg.tow + px];
+          }
+        }
+        if (cfg.dx_mode == static_cast<int>(DxMode::kWorkspace)) {
+          dst[i] = sum;
+        } else {
+          const int ih = ih0 + y, iw = iw0 + x;
+          if (ih >= 0 && ih < g.H && iw >= 0 && iw < g.W) {
+            if (cfg.dx_mode == static_cast<int>(DxMode::kStore)) {
+              dst[ih * g.W + iw] = sum;
+            } else {
+              atomicAdd(dst + ih * g.W + iw, sum);
+            }
+          }
+        }
+      }
+    }
+
+    // The block's dQ and dbeta of channel cl leave once.
+    __syncthreads();
+    const int E = g.O * g.Cg * T * T, Eb = g.O * g.Cg * T;
+    for (int i = tid; i < g.Og * T * T1; i += kThreads) {
+      const int k = i % T1, rrow = i / T1;  // rrow = ol * T + uv
+      const int ol = rrow / T, uv = rrow - ol * T;
+      const int row = ((gi * g.Og + ol) * g.Cg + cl) * T + uv;
+      const double v = dq[i];
+      double* dstp;
+      if (cfg.dw_mode == static_cast<int>(DwMode::kWorkspace)) {
+        dstp = k < T ? ws_w + static_cast<long long>(split) * E + row * T + k : ws_kb + static_cast<long long>(split) * Eb + row;
+      } else {
+        dstp = k < T ? gw + row * T + k : gkb + row;
+      }
+      if (cfg.dw_mode == static_cast<int>(DwMode::kAtomic)) {
+        atomicAdd(dstp, v);
+      } else {
+        *dstp = v;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace cuda
+}  // namespace adaptive_conv_ext
