@@ -54,6 +54,12 @@ def floor_tanh_per_clk(dtype: str, macs_per_tanh: int) -> float:
     return min(32 if sixteen else 16, mac_rate / macs_per_tanh)
 
 
+def mma_shared_last(T: int, og: int) -> bool:
+    """planner.cuh plan_forward_mma: the shared last-tap tile (odd square kernels, 2 or more
+    output channels per block)."""
+    return T in (1, 9, 25, 49) and min(og, MMA_OCT) >= 2
+
+
 def demangle(name: str) -> str:
     out = subprocess.run(["c++filt", name], capture_output=True, text=True).stdout.strip() or name
     m = re.search(r"adaptive_conv2d_(\w+?)_kernel(<[^()]*>)?", out)
@@ -139,7 +145,8 @@ def forward_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
             if dtype != "float32":
                 ks = math.ceil((T + 1) / 16)
                 tail = (T - 1) // 8 if T in (1, 9, 25, 49) else -1  # launchers.cuh: pick_fwd_mma
-                name = f"fwd_mma<{tname}, {ks}, {tail}>"
+                shared = mma_shared_last(T, og)
+                name = f"fwd_mma<{tname}, {ks}, {tail}, {'true' if shared else 'false'}>"
                 body = innermost_loop(kernels.get(name, []), "HMMA")
                 if body:
                     c = count(body)
@@ -194,8 +201,9 @@ def _loops(code: List[tuple]) -> List[List[str]]:
 def mma_staging_costs(code: List[tuple]) -> Optional[dict]:
     """SASS instructions per staged element of the tensor-core forward's shared-memory
     staging loops (no HMMA, no barrier inside): the input box (16-bit stores with a global
-    load) and Q (16-byte stores of 8 elements; or, in older code, 16-bit stores too: then
-    the second such loop). The main (most unrolled) loop of each kind sets its cost."""
+    load) and Q (16-byte stores of 8 elements: copies of the packed rows when the loop loads
+    16 bytes at a time, else rows built in the loop; in older code 16-bit stores too: then the
+    second such loop). The main (most unrolled) loop of each kind sets its cost."""
     box, q16, q128 = [], [], []
     for body in _loops(code):
         if any(re.search(r"\bHMMA\.|\bBAR\b", i) for i in body):
@@ -203,19 +211,22 @@ def mma_staging_costs(code: List[tuple]) -> Optional[dict]:
         n16 = sum(1 for i in body if i.startswith("STS.U16") or " STS.U16" in i)
         n128 = sum(1 for i in body if i.startswith("STS.128") or " STS.128" in i)
         ldg = any("LDG" in i for i in body)
-        if n128:
-            q128.append((n128, len(body) / n128))
+        if n128 and ldg:  # (a loop of STS.128 alone zeroes shared memory once per block)
+            packed = any(re.search(r"\bLDG\S*\.128\b", i) for i in body)  # copies packed rows
+            q128.append((n128, len(body) / n128, packed))
         elif n16 and ldg:
             (q16 if box else box).append((n16, len(body) / n16))
     if not box or not (q128 or q16):
         return None
     q = max(q128 or q16)
-    return {"box_per_elem": max(box)[1], "q_per_store": q[1], "q_elems_per_store": 8 if q128 else 1}
+    return {"box_per_elem": max(box)[1], "q_per_store": q[1], "q_elems_per_store": 8 if q128 else 1,
+            "q_packed": bool(q128) and q[2]}
 
 
 def mma_forward_plan(shape) -> dict:
     """planner.cuh plan_forward_mma at the default 48 KB budget: the pixel tile (128 pixels,
-    tile_sequence), output channels (oct) and input channels (cch) per round."""
+    tile_sequence), output channels (oct) and input channels (cch) per round, and the packed
+    B rows staged per channel (q_rows; forward_mma.cuh: mma_q_rows)."""
     def pow2ceil(v: int) -> int:
         p = 1
         while p < v:
@@ -226,33 +237,55 @@ def mma_forward_plan(shape) -> dict:
     tow = min(pow2ceil(wo), 32)
     toh = min(128 // tow, ho)
     tow = min(pow2ceil(wo), 128 // pow2ceil(toh))
+
+    def slots(h: int, w: int) -> int:  # planner.cuh mma_tile_sequence: warp pixel slots launched
+        return math.ceil(ho / h) * math.ceil(wo / w) * math.ceil(h * w / 16) * 16
+
+    best = slots(toh, tow)
+    for w in range(min(wo, 32), 7, -1):
+        h = min(ho, 128 // w)
+        if wo % w == 0 and slots(h, w) < best:
+            best, toh, tow = slots(h, w), h, w
     bh, bw = toh + shape.k - 1, tow + shape.k - 1  # stride 1, dilation 1 (every SPEC shape)
-    ks = math.ceil((shape.k * shape.k + 1) / 16)
-    qelems = 16 * ks * (16 * ks + 8)
+    T = shape.k * shape.k
+    ks = math.ceil((T + 1) / 16)
     og, cg = shape.O // shape.groups, shape.C // shape.groups
     oct_ = min(og, MMA_OCT)
+    shared = mma_shared_last(T, og)
+    qchunk = (oct_ * 16 * ks + (8 if shared else 0)) * (16 * ks + 8)  # mma_q_chunk
     cch = 1
-    while cch < min(cg, 16) and (-(-oct_ * (cch + 1) * qelems // 8) * 8 + (cch + 1) * (bh * bw + 2)) * 2 <= 48 * 1024:
+    while cch < min(cg, 16) and (-(-(cch + 1) * qchunk // 8) * 8 + (cch + 1) * (bh * bw + 2)) * 2 <= 48 * 1024:
         cch += 1
-    useful = ho * wo / (math.ceil(ho / toh) * toh * math.ceil(wo / tow) * tow)
-    return {"toh": toh, "tow": tow, "box": bh * bw, "ks": ks, "oct": oct_, "cch": cch, "pixel_use": useful}
+    warps = math.ceil(toh * tow / 16)  # warps with pixels (the rest of the 8 only stage)
+    useful = ho * wo / (math.ceil(ho / toh) * math.ceil(wo / tow) * warps * 16)
+    q_rows = oct_ * (T - 1) + 8 if shared else oct_ * T
+    return {"toh": toh, "tow": tow, "box": bh * bw, "ks": ks, "oct": oct_, "cch": cch, "pixel_use": useful,
+            "warps": warps, "shared_last": shared, "q_rows": q_rows,
+            "box_threads": (256 // bw) * bw}  # forward_mma.cuh stage_box_mma: 256 // bw rows at a time
 
 
 def with_staging(after: dict, code: List[tuple], shape) -> Optional[dict]:
-    """The tensor-core forward per round of cch input channels, staging included: the loop
-    model of forward_rows (one channel, all oct output channels) times cch, plus the box and
-    Q staging instructions of the round (issue-bound), with the useful tanh scaled by the
-    share of the tile's pixels inside the image."""
+    """The tensor-core forward per block and round of cch input channels, staging included:
+    the loop model of forward_rows (one warp, one channel, all oct output channels) times the
+    warps with pixels and cch, plus the box and Q staging instructions of the round (all 8
+    warps, issue-bound), with the useful tanh scaled by the share of the warps' pixel slots
+    inside the image."""
     costs = mma_staging_costs(code)
     if costs is None:
         return None
     plan = mma_forward_plan(shape)
     kk, cch, scale = 16 * plan["ks"], plan["cch"], plan["oct"] / MMA_OCT
-    staging = (cch * (plan["box"] + 2) / 256 * costs["box_per_elem"] +
-               plan["oct"] * cch * kk * kk / costs["q_elems_per_store"] / 256 * costs["q_per_store"])
-    issue = (cch * after["instr"] * after["instr_scale"] + staging) / ISSUE_PER_CLK
-    cycles = max(issue, cch * after["mufu_tanh"] * scale * MUFU_CLK, cch * after["hmma"] * scale * HMMA_CLK)
-    floor = cch * after["floor_cycles"] * plan["pixel_use"]
+    if costs["q_elems_per_store"] == 8 and costs.get("q_packed"):
+        q_stores = cch * plan["q_rows"] * kk / 8  # the packed rows, 16 bytes a copy
+    else:
+        q_stores = plan["oct"] * cch * kk * kk / costs["q_elems_per_store"]  # built per round: all rows
+    staging = cch * plan["box"] / plan["box_threads"] * costs["box_per_elem"] + q_stores / 256 * costs["q_per_store"]
+    # Per block and round: `warps` warps run the loop, all 8 stage (the staging figures are
+    # per thread of 256); the floor counts the useful pixels of the warps' 16-pixel slots.
+    w = plan["warps"]
+    issue = (w * cch * after["instr"] * after["instr_scale"] + 8 * staging) / ISSUE_PER_CLK
+    cycles = max(issue, w * cch * after["mufu_tanh"] * scale * MUFU_CLK, w * cch * after["hmma"] * scale * HMMA_CLK)
+    floor = w * cch * after["floor_cycles"] * plan["pixel_use"]
     return {**plan, **costs, "staging_instr": staging, "cycles": cycles, "floor_cycles": floor,
             "pct_of_floor": 100.0 * floor / cycles}
 

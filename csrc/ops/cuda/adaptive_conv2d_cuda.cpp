@@ -109,12 +109,13 @@ at::Tensor adaptive_conv2d_forward_cuda(const at::Tensor& input, const at::Tenso
   TORCH_CHECK(cuda::plan_forward(dtype_of(x.scalar_type()), s, &plan, &why),
               "adaptive_conv2d (CUDA) forward: ", why);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
+  const at::Tensor q_pack = plan.q_pack_elems > 0 ? at::empty({plan.q_pack_elems}, x.options()) : at::Tensor();
   dispatch(x.scalar_type(), plan.use_int64, [&](auto st, auto it) {
     using scalar_t = typename decltype(st)::type;
     using index_t = typename decltype(it)::type;
     check_launch(cuda::launch_forward<scalar_t, index_t>(s, plan, cptr<scalar_t>(x), cptr<scalar_t>(w),
                                                          cptr<scalar_t>(kb), cptr<scalar_t>(b),
-                                                         mptr<scalar_t>(y), stream),
+                                                         mptr<scalar_t>(y), mptr<scalar_t>(q_pack), stream),
                  "forward kernel launch");
   });
   return y;

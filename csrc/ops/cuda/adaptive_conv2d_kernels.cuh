@@ -55,6 +55,12 @@ struct ForwardPlan {
   // off_box counts 16-bit elements (kernels/forward_mma.cuh).
   bool mma = false;
   int mma_ks = 0;
+  // Tensor-core kernel: Q and beta packed once per call (adaptive_conv2d_pack_q_mma_kernel)
+  // into a 16-bit workspace of q_pack_elems elements that the caller allocates; per round
+  // the blocks copy it into shared memory as it is. q_last_shared: the last tap of all oct
+  // output channels is one n8 tile of its own (odd square kernels, oct >= 2).
+  int64_t q_pack_elems = 0;
+  bool q_last_shared = false;
   bool use_int64 = false;
   int smem_bytes = 0;
   int64_t off_beta = 0, off_box = 0, off_y = 0;  // shared-memory carve-up, in accumulator elements
@@ -115,13 +121,14 @@ bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, st
 bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
                    bool deterministic, BackwardPlan* plan, std::string* why, bool allow_mma = true);
 
-// Forward: output (N, O, Ho, Wo) contiguous, every element written.
+// Forward: output (N, O, Ho, Wo) contiguous, every element written. q_pack: the
+// plan.q_pack_elems-element workspace (null when that is 0).
 template <typename scalar_t, typename index_t>
 cudaError_t launch_forward(const AdaptiveConvShape& s, const ForwardPlan& plan,
                            const scalar_t* input, const scalar_t* weight,
                            const scalar_t* kernel_bias,  // may be null
                            const scalar_t* bias,         // may be null
-                           scalar_t* output, cudaStream_t stream);
+                           scalar_t* output, scalar_t* q_pack, cudaStream_t stream);
 
 template <typename scalar_t>
 struct BackwardBuffers {
@@ -148,7 +155,7 @@ cudaError_t launch_backward(const AdaptiveConvShape& s, const BackwardPlan& plan
 #define ADAPTIVE_CONV_LAUNCHERS(KEYWORDS, scalar_t, index_t)                                  \
   KEYWORDS cudaError_t launch_forward<scalar_t, index_t>(                                     \
       const AdaptiveConvShape&, const ForwardPlan&, const scalar_t*, const scalar_t*,         \
-      const scalar_t*, const scalar_t*, scalar_t*, cudaStream_t);                             \
+      const scalar_t*, const scalar_t*, scalar_t*, scalar_t*, cudaStream_t);                  \
   KEYWORDS cudaError_t launch_backward<scalar_t, index_t>(                                    \
       const AdaptiveConvShape&, const BackwardPlan&, const BackwardBuffers<scalar_t>&,        \
       cudaStream_t);

@@ -63,6 +63,8 @@ struct FwdCfg {
   int toh, tow, P, bh, bw, box, tiles_h, tiles_w;
   int oct, n_ot, cch, tt;
   int off_beta, off_box, off_y;
+  int q_rows, q_shared;  // tensor-core kernel: packed B rows per channel, shared last-tap tile
+  unsigned q_rows_m, q_tr_m;  // div_magic of q_rows and of the rows per output channel
   long long items;
 };
 
@@ -136,6 +138,20 @@ __device__ __forceinline__ int peel(long long& r, int d) {
 }
 
 // A forward work item: output-channel tile fastest, then tile column, tile row, group, image.
+// Division by a launch constant d as one multiply-high: r / d == div_by_magic(r, div_magic(d))
+// for 0 <= r < 2^31 / d (with m = ceil(2^31 / d) = (2^31 + e) / d, e < d, the error term
+// r e / (d 2^31) stays below 1 / d). A runtime 32-bit division is ~15 SASS instructions.
+__host__ __device__ inline unsigned div_magic(unsigned d) {
+  return static_cast<unsigned>(((1ull << 31) + d - 1) / d);
+}
+__device__ __forceinline__ int div_by_magic(int r, unsigned m) {
+#if defined(__CUDA_ARCH__)
+  return static_cast<int>(__umulhi(2u * static_cast<unsigned>(r), m));
+#else
+  return static_cast<int>((2ull * static_cast<unsigned>(r) * m) >> 32);
+#endif
+}
+
 struct FwdItem {
   int ot, tx, ty, gi, n;
 };

@@ -74,19 +74,45 @@ FwdKernel<scalar_t, index_t> pick_fwd(bool st, int k) {
 }
 
 // Tensor-core forward for K = 16 * ks: float16/bfloat16 with 32-bit indices only; the odd
-// square kernels (T = 1, 9, 25, 49) have compile-time tile counts of their own.
-template <typename scalar_t, typename index_t>
-FwdKernel<scalar_t, index_t> pick_fwd_mma(int ks, int T) {
-  constexpr bool k16 = std::is_same<scalar_t, __half>::value || std::is_same<scalar_t, __nv_bfloat16>::value;
-  if constexpr (k16 && std::is_same<index_t, int32_t>::value) {
-    if (ks == 1 && T == 1) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 1, 0>;
-    if (ks == 1 && T == 9) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 1, 1>;
-    if (ks == 2 && T == 25) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 2, 3>;
-    if (ks == 4 && T == 49) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 4, 6>;
-    if (ks == 1) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 1, -1>;
-    if (ks == 2) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 2, -1>;
-    if (ks == 3) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 3, -1>;
-    if (ks == 4) return adaptive_conv2d_fwd_mma_kernel<scalar_t, 4, -1>;
+// square kernels (T = 1, 9, 25, 49) have compile-time tile counts of their own, and a
+// variant with the shared last-tap tile (plan.q_last_shared).
+template <typename scalar_t>
+using FwdMmaKernel = void (*)(Geom, FwdCfg, const scalar_t*, const scalar_t*, const scalar_t*, scalar_t*);
+
+template <typename scalar_t, int KS, int kTail>
+FwdMmaKernel<scalar_t> fwd_mma_variant(bool shared) {
+  if constexpr (kTail >= 0) {
+    if (shared) return adaptive_conv2d_fwd_mma_kernel<scalar_t, KS, kTail, true>;
+  }
+  return adaptive_conv2d_fwd_mma_kernel<scalar_t, KS, kTail, false>;
+}
+
+template <typename scalar_t>
+FwdMmaKernel<scalar_t> pick_fwd_mma(int ks, int T, bool shared) {
+  if constexpr (std::is_same<scalar_t, __half>::value || std::is_same<scalar_t, __nv_bfloat16>::value) {
+    if (ks == 1 && T == 1) return fwd_mma_variant<scalar_t, 1, 0>(shared);
+    if (ks == 1 && T == 9) return fwd_mma_variant<scalar_t, 1, 1>(shared);
+    if (ks == 2 && T == 25) return fwd_mma_variant<scalar_t, 2, 3>(shared);
+    if (ks == 4 && T == 49) return fwd_mma_variant<scalar_t, 4, 6>(shared);
+    if (shared) return nullptr;  // planner bug: the shared tile needs an odd square kernel
+    if (ks == 1) return fwd_mma_variant<scalar_t, 1, -1>(false);
+    if (ks == 2) return fwd_mma_variant<scalar_t, 2, -1>(false);
+    if (ks == 3) return fwd_mma_variant<scalar_t, 3, -1>(false);
+    if (ks == 4) return fwd_mma_variant<scalar_t, 4, -1>(false);
+  }
+  return nullptr;
+}
+
+template <typename scalar_t>
+using PackQKernel = void (*)(Geom, FwdCfg, const scalar_t*, const scalar_t*, scalar_t*);
+
+template <typename scalar_t>
+PackQKernel<scalar_t> pick_pack_q_mma(int ks) {
+  if constexpr (std::is_same<scalar_t, __half>::value || std::is_same<scalar_t, __nv_bfloat16>::value) {
+    if (ks == 1) return adaptive_conv2d_pack_q_mma_kernel<1, scalar_t>;
+    if (ks == 2) return adaptive_conv2d_pack_q_mma_kernel<2, scalar_t>;
+    if (ks == 3) return adaptive_conv2d_pack_q_mma_kernel<3, scalar_t>;
+    if (ks == 4) return adaptive_conv2d_pack_q_mma_kernel<4, scalar_t>;
   }
   return nullptr;
 }
@@ -231,11 +257,11 @@ template <typename scalar_t, typename index_t>
 cudaError_t launch_forward(const AdaptiveConvShape& s, const ForwardPlan& plan,
                            const scalar_t* input, const scalar_t* weight,
                            const scalar_t* kernel_bias, const scalar_t* bias, scalar_t* output,
-                           cudaStream_t stream) {
+                           scalar_t* q_pack, cudaStream_t stream) {
   using acc_t = typename AccType<scalar_t>::type;
   const Geom g = make_geom(s, 16 / sizeof(acc_t));
   const TileGeom& t = plan.tile;
-  FwdCfg c;
+  FwdCfg c{};
   c.toh = t.toh;
   c.tow = t.tow;
   c.P = t.toh * t.tow;
@@ -254,9 +280,26 @@ cudaError_t launch_forward(const AdaptiveConvShape& s, const ForwardPlan& plan,
   c.items = static_cast<long long>(s.N) * s.groups * c.n_ot * t.tiles_h * t.tiles_w;
   if (c.items == 0) return cudaSuccess;
   if (plan.static_taps && !kStaticVariants<scalar_t, index_t>) return cudaErrorInvalidValue;  // planner bug
-  const auto kernel = plan.mma ? pick_fwd_mma<scalar_t, index_t>(plan.mma_ks, g.T)
-                               : pick_fwd<scalar_t, index_t>(plan.static_taps, g.kH);
-  if (kernel == nullptr) return cudaErrorInvalidValue;  // planner bug: no such tensor-core kernel
+  if (plan.mma) {
+    if (!std::is_same<index_t, int32_t>::value || q_pack == nullptr) return cudaErrorInvalidValue;  // planner bug
+    c.q_rows = mma_q_rows(plan.oct, g.T, plan.q_last_shared);
+    c.q_shared = plan.q_last_shared ? 1 : 0;
+    c.q_rows_m = div_magic(static_cast<unsigned>(c.q_rows));
+    c.q_tr_m = div_magic(static_cast<unsigned>(std::max(1, plan.q_last_shared ? g.T - 1 : g.T)));
+    const auto pack = pick_pack_q_mma<scalar_t>(plan.mma_ks);
+    const auto kernel = pick_fwd_mma<scalar_t>(plan.mma_ks, g.T, plan.q_last_shared);
+    if (pack == nullptr || kernel == nullptr) return cudaErrorInvalidValue;  // planner bug: no such kernel
+    ADAPTIVE_CONV_LAUNCH(pack, grid_for(ceil_div(plan.q_pack_elems / 8, kThreads)), kThreads, 0, stream, g, c, weight,
+                         kernel_bias, q_pack);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    e = prepare_smem(kernel, plan.smem_bytes);
+    if (e != cudaSuccess) return e;
+    ADAPTIVE_CONV_LAUNCH(kernel, grid_for(c.items), kThreads, plan.smem_bytes, stream, g, c, input, q_pack, bias,
+                         output);
+    return cudaGetLastError();
+  }
+  const auto kernel = pick_fwd<scalar_t, index_t>(plan.static_taps, g.kH);
   cudaError_t e = prepare_smem(kernel, plan.smem_bytes);
   if (e != cudaSuccess) return e;
   ADAPTIVE_CONV_LAUNCH(kernel, grid_for(c.items), kThreads, plan.smem_bytes, stream, g, c, input, weight,

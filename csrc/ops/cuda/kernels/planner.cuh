@@ -53,6 +53,20 @@ std::vector<int64_t> budgets(const DevLimits& d) {
   return b;
 }
 
+// An output tile of toh x tow pixels and its input box; false when the box is too large.
+bool make_tile(const AdaptiveConvShape& s, int64_t toh, int64_t tow, TileGeom* t) {
+  const int64_t bh = (toh - 1) * s.sH + (s.kH - 1) * s.dH + 1;
+  const int64_t bw = (tow - 1) * s.sW + (s.kW - 1) * s.dW + 1;
+  if (!(bh < INT_MAX / 4 && bw < INT_MAX / 4 && bh * bw < INT_MAX / 4)) return false;
+  t->toh = static_cast<int>(toh);
+  t->tow = static_cast<int>(tow);
+  t->bh = static_cast<int>(bh);
+  t->bw = static_cast<int>(bw);
+  t->tiles_h = ceil_div(s.Ho, toh);
+  t->tiles_w = ceil_div(s.Wo, tow);
+  return true;
+}
+
 // Tile shapes, best first: 256 pixels as wide as the output allows (coalesced rows),
 // then halving the longer side (large strides/dilations make the box too big).
 std::vector<TileGeom> tile_sequence(const AdaptiveConvShape& s, int64_t pixels = kThreads) {
@@ -61,18 +75,8 @@ std::vector<TileGeom> tile_sequence(const AdaptiveConvShape& s, int64_t pixels =
   int64_t toh = std::min<int64_t>(pixels / tow, s.Ho);
   tow = std::min<int64_t>(pow2ceil(s.Wo), pixels / pow2ceil(toh));  // widen short images
   for (;;) {
-    const int64_t bh = (toh - 1) * s.sH + (s.kH - 1) * s.dH + 1;
-    const int64_t bw = (tow - 1) * s.sW + (s.kW - 1) * s.dW + 1;
-    if (bh < INT_MAX / 4 && bw < INT_MAX / 4 && bh * bw < INT_MAX / 4) {
-      TileGeom t;
-      t.toh = static_cast<int>(toh);
-      t.tow = static_cast<int>(tow);
-      t.bh = static_cast<int>(bh);
-      t.bw = static_cast<int>(bw);
-      t.tiles_h = ceil_div(s.Ho, toh);
-      t.tiles_w = ceil_div(s.Wo, tow);
-      out.push_back(t);
-    }
+    TileGeom t;
+    if (make_tile(s, toh, tow, &t)) out.push_back(t);
     if (toh == 1 && tow == 1) break;
     if (toh >= tow) {
       toh = (toh + 1) / 2;
@@ -81,6 +85,30 @@ std::vector<TileGeom> tile_sequence(const AdaptiveConvShape& s, int64_t pixels =
     }
   }
   return out;
+}
+
+// Tiles of the tensor-core forward: tile_sequence's, led by a width w <= 32 that divides Wo
+// (with as many rows as fit 128 pixels) when that leaves fewer of the warps' 16-pixel slots
+// empty: 56- and 28-wide outputs then run 28 x 4 tiles (7 full warps) instead of 32 x 4 with
+// 1/8 of every tanh outside the image.
+std::vector<TileGeom> mma_tile_sequence(const AdaptiveConvShape& s) {
+  std::vector<TileGeom> seq = tile_sequence(s, kMmaPixels);
+  if (seq.empty() || s.Ho * s.Wo == 0) return seq;
+  auto slots = [&](int64_t toh, int64_t tow) {  // warp pixel slots launched for the whole output
+    return ceil_div(s.Ho, toh) * ceil_div(s.Wo, tow) * ceil_div(toh * tow, 16) * 16;
+  };
+  int64_t best = slots(seq[0].toh, seq[0].tow), best_h = 0, best_w = 0;
+  for (int64_t w = std::min<int64_t>(s.Wo, 32); w >= 8; --w) {
+    const int64_t h = std::min<int64_t>(s.Ho, kMmaPixels / w);
+    if (s.Wo % w == 0 && slots(h, w) < best) {
+      best = slots(h, w);
+      best_h = h;
+      best_w = w;
+    }
+  }
+  TileGeom t;
+  if (best_w > 0 && make_tile(s, best_h, best_w, &t)) seq.insert(seq.begin(), t);
+  return seq;
 }
 
 // Chunks of kernel rows: pass 0 keeps all T rows together (required by the static
@@ -137,33 +165,41 @@ bool search_plans(int64_t T, const std::vector<TileGeom>& tiles, const std::vect
 }
 
 // The tensor-core forward (kernels/forward_mma.cuh): float16/bfloat16, 32-bit indexing,
-// T + 1 <= 64. Shared memory (16-bit elements): Q [oct][cch][16 ks][16 ks + 8] | box
-// [cch][bh * bw + 2]. Returns false when it does not apply or nothing fits (the caller
-// then plans the scalar kernels).
+// T + 1 <= 64. Shared memory (16-bit elements): Q [cch][oct][16 ks][16 ks + 8] (+ the shared
+// last-tap tile [8][16 ks + 8] per channel) | box [cch][bh * bw + 2]. The shared tile is
+// used for the odd square kernels (the kTail variants of launchers.cuh: T = 1, 9, 25, 49)
+// with 2 or more output channels per block. Returns false when it does not apply or nothing
+// fits (the caller then plans the scalar kernels).
 bool plan_forward_mma(const AdaptiveConvShape& s, const DevLimits& dl, ForwardPlan* plan) {
   const int64_t T = s.kH * s.kW, Cg = s.C / s.groups, Og = s.O / s.groups;
   if (T + 1 > mma_k(kMmaMaxKs)) return false;
-  const int64_t ks = ceil_div(T + 1, 16);
-  const int64_t qelems = mma_k(static_cast<int>(ks)) * int64_t(mma_row(static_cast<int>(ks)));
+  const int ks = static_cast<int>(ceil_div(T + 1, 16));
+  const bool odd_square = T == 1 || T == 9 || T == 25 || T == 49;
   const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, kMmaOct));
   auto bytes_of = [&](const TileGeom& t, int64_t oct, int64_t cch) {
-    return (align_up(oct * cch * qelems, 8) + cch * (int64_t(t.bh) * t.bw + 2)) * 2;
+    const bool shared = odd_square && oct >= 2;
+    return (align_up(cch * mma_q_chunk(ks, static_cast<int>(oct), shared), 8) + cch * (int64_t(t.bh) * t.bw + 2)) * 2;
   };
-  return search_plans(T, tile_sequence(s, kMmaPixels), budgets(dl), oct_max,
+  return search_plans(T, mma_tile_sequence(s), budgets(dl), oct_max,
                       [&](const TileGeom& t, int64_t budget, int64_t oct, int64_t tt) {
-    if (tt != T || bytes_of(t, oct, 1) > budget) return false;
+    if (tt != T || t.bw > kThreads || bytes_of(t, oct, 1) > budget) return false;  // stage_box_mma: bw <= threads
     int64_t cch = 1;
     while (cch < std::min<int64_t>(Cg, 16) && bytes_of(t, oct, cch + 1) <= budget) ++cch;
+    const bool shared = odd_square && oct >= 2;
+    const int64_t rows = mma_q_rows(static_cast<int>(oct), static_cast<int>(T), shared);
+    if (cch * rows * rows >= (int64_t(1) << 31)) return false;  // stage_packed_q's div_by_magic range
     plan->tile = t;
     plan->oct = static_cast<int>(oct);
     plan->cch = static_cast<int>(cch);
     plan->tt = static_cast<int>(T);
     plan->static_taps = false;
     plan->mma = true;
-    plan->mma_ks = static_cast<int>(ks);
+    plan->mma_ks = ks;
+    plan->q_last_shared = shared;
+    plan->q_pack_elems = s.groups * ceil_div(Og, oct) * Cg * rows * mma_k(ks);
     plan->smem_bytes = static_cast<int>(bytes_of(t, oct, cch));
     plan->off_beta = 0;
-    plan->off_box = align_up(oct * cch * qelems, 8);
+    plan->off_box = align_up(cch * mma_q_chunk(ks, static_cast<int>(oct), shared), 8);
     plan->off_y = 0;
     plan->use_int64 = false;
     return true;

@@ -202,6 +202,27 @@ void test_tanh_f32() {
   });
 }
 
+// mul.rn.{f16,bf16}x2: each half the product of its halves, correctly rounded (checked
+// against the double product rounded once), signs and zeros kept, halves independent.
+template <typename T>
+void test_hmul2(const char* name) {
+  run_warp(name, [&] {
+    const int lane = emu::lane_id();
+    for (int i = lane; i < 4096; i += 32) {
+      const float alo = -3.f + 6.f * i / 4096, ahi = 0.73f - 2.f * i / 4096;
+      const float blo = 1.7f - 3.1f * ((i * 37) % 4096) / 4096, bhi = -250.f + 500.f * ((i * 11) % 4096) / 4096;
+      const uint32_t a = ptx::pack2f<T>(alo, ahi), b = ptx::pack2f<T>(blo, bhi);
+      const uint32_t y = ptx::hmul2<T>(a, b);
+      const double elo = double(ptx::lo_float<T>(a)) * ptx::lo_float<T>(b);
+      const double ehi = double(ptx::hi_float<T>(a)) * ptx::hi_float<T>(b);
+      expect(ptx::lo_float<T>(y) == ptx::lo_float<T>(ptx::pack2f<T>(float(elo), 0.f)), "low half", lane);
+      expect(ptx::hi_float<T>(y) == ptx::lo_float<T>(ptx::pack2f<T>(float(ehi), 0.f)), "high half", lane);
+    }
+    const uint32_t z = ptx::hmul2<T>(ptx::pack2f<T>(-0.f, 2.f), ptx::pack2f<T>(3.f, -0.f));
+    expect(z == ptx::pack2f<T>(-0.f, -0.f), "signed zeros", lane);
+  });
+}
+
 void test_cp_async() {
   alignas(16) static unsigned char src[64], dst[64];
   for (int i = 0; i < 64; ++i) src[i] = static_cast<unsigned char>(i + 1);
@@ -244,6 +265,8 @@ int main() {
   test_tanh2<__half>("tanh.approx.f16x2 model vs tanh");
   test_tanh2<__nv_bfloat16>("tanh.approx.bf16x2 model vs tanh");
   test_tanh_f32();
+  test_hmul2<__half>("mul.rn.f16x2 model vs the rounded product");
+  test_hmul2<__nv_bfloat16>("fma.rn.bf16x2 (-0 addend) model vs the rounded product");
   test_cp_async();
   test_shfl_xor();
   std::printf("%s: %d failed instruction test(s)\n", g_failed_tests ? "FAILED" : "PASSED", g_failed_tests);
