@@ -16,11 +16,14 @@ against the floor of the same trip (SPEC section 4: useful tanh / 32 per SM cloc
 unit's rate when that is slower: float32 from 3x3 on, see floor_tanh_per_clk). Useful tanh per trip:
 32 pixels x the MUFU.TANH of the trip (scalar kernels: one pixel per lane), or 16 pixels x
 T x the output channels of the trip (tensor-core kernels, whose n8 tiles also compute the
-padding columns). A tensor-core trip covers kMmaOct = 8 output channels; with fewer
-(depthwise: 1) the A-fragment gather before the first ldmatrix is paid in full and the rest
-in proportion. Bandwidth is ignored (the SPEC shapes are tanh-bound by ~100x), as are
-staging, barriers, latency and occupancy: the model is an upper bound on what the kernel's
-instruction mix allows.
+padding columns). The tensor-core forward has up to three per-channel loops (mma_forward_loop):
+one output channel (depthwise), 8 unrolled, and a general one for other block widths (a
+test per output channel; covering 8, with fewer the A-fragment gather before the first
+ldmatrix is paid in full and the rest in proportion). tanh evaluated on the FMA pipe
+(kernels/soft_tanh.cuh) counts as the issue slots of its instructions, not as MUFU.
+forward_floor_rows adds the shared-memory staging per round (with_staging). Bandwidth is
+ignored (the SPEC shapes are tanh-bound by ~100x), as are barriers, latency and occupancy:
+the model is an upper bound on what the kernel's instruction mix allows.
 
 usage: python -m benchmarks.static_model --cuobjdump PATH --obj f16.o --obj bf16.o --obj f32.o
        [--md OUT.md] [--json OUT.json]
@@ -108,6 +111,38 @@ def innermost_loop(code: List[tuple], marker: str, without: Optional[str] = None
     return best
 
 
+def innermost_loops(code: List[tuple], marker: str) -> List[List[str]]:
+    """The backward-branch loops that contain `marker` and no smaller such loop, in address order."""
+    spans = []
+    for addr, ins in code:
+        m = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", ins)
+        if m and int(m.group(1), 16) < addr:
+            body = [i for a, i in code if int(m.group(1), 16) <= a <= addr]
+            if any(marker in i for i in body):
+                spans.append((int(m.group(1), 16), addr, body))
+    inner = [s for s in spans if not any(o is not s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
+    return [b for _, _, b in sorted(inner, key=lambda s: s[0])]
+
+
+def mma_forward_loop(code: List[tuple], og: int) -> tuple:
+    """(loop, output channels it covers) of the tensor-core forward's per-channel loop that
+    blocks of min(og, 8) output channels run. forward_mma.cuh has up to three: one output
+    channel (depthwise: a fraction of the others' MUFU), 8 unrolled (K <= 32 only; few
+    branches) and the general one (a test per output channel: the most branches); older
+    kernels have one, covering 8."""
+    loops = innermost_loops(code, "HMMA")
+    if not loops:
+        return None, MMA_OCT
+    mufu = [sum(1 for i in b if "MUFU.TANH" in i) for b in loops]
+    single = None
+    if len(loops) > 1 and 2 * min(mufu) < max(mufu):
+        single = loops[mufu.index(min(mufu))]
+        if og == 1:
+            return single, 1
+    rest = sorted((b for b in loops if b is not single), key=lambda b: sum(1 for i in b if re.search(r"\bBRA\b", i)))
+    return (rest[0] if og >= MMA_OCT and len(rest) >= 2 else rest[-1]), MMA_OCT
+
+
 def count(body: List[str]) -> dict:
     def n(pat: str) -> int:
         return sum(1 for i in body if re.search(pat, i))
@@ -147,15 +182,16 @@ def forward_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
                 tail = (T - 1) // 8 if T in (1, 9, 25, 49) else -1  # launchers.cuh: pick_fwd_mma
                 shared = mma_shared_last(T, og)
                 name = f"fwd_mma<{tname}, {ks}, {tail}, {'true' if shared else 'false'}>"
-                body = innermost_loop(kernels.get(name, []), "HMMA")
+                body, covers = mma_forward_loop(kernels.get(name, []), og)
                 if body:
                     c = count(body)
                     oct_ = min(og, MMA_OCT)
                     first = next(i for i, ins in enumerate(body) if "LDSM" in ins or "HMMA" in ins)
-                    share = (first + (c["instr"] - first) * oct_ / MMA_OCT) / c["instr"]
-                    m = model(c, 16 * T * oct_, tanh_per_clk, instr_scale=share, hmma_scale=oct_ / MMA_OCT,
-                              mufu_scale=oct_ / MMA_OCT)
-                    row["after"] = {"kernel": name, **c, "oct": oct_, "instr_scale": share, **m}
+                    share = (first + (c["instr"] - first) * oct_ / covers) / c["instr"]
+                    m = model(c, 16 * T * oct_, tanh_per_clk, instr_scale=share, hmma_scale=oct_ / covers,
+                              mufu_scale=oct_ / covers)
+                    row["after"] = {"kernel": name, **c, "oct": oct_, "instr_scale": share,
+                                    "mufu_scale": oct_ / covers, **m}
             mma = "after" in row  # kernels/planner.cuh: every 16-bit shape with T + 1 <= 64
             chosen = row["after"] if mma else row.get("before")
             row["planner"] = {"kernel": "tensor-core" if mma else "scalar",
@@ -274,7 +310,7 @@ def with_staging(after: dict, code: List[tuple], shape) -> Optional[dict]:
     if costs is None:
         return None
     plan = mma_forward_plan(shape)
-    kk, cch, scale = 16 * plan["ks"], plan["cch"], plan["oct"] / MMA_OCT
+    kk, cch = 16 * plan["ks"], plan["cch"]
     if costs["q_elems_per_store"] == 8 and costs.get("q_packed"):
         q_stores = cch * plan["q_rows"] * kk / 8  # the packed rows, 16 bytes a copy
     else:
@@ -284,7 +320,8 @@ def with_staging(after: dict, code: List[tuple], shape) -> Optional[dict]:
     # per thread of 256); the floor counts the useful pixels of the warps' 16-pixel slots.
     w = plan["warps"]
     issue = (w * cch * after["instr"] * after["instr_scale"] + 8 * staging) / ISSUE_PER_CLK
-    cycles = max(issue, w * cch * after["mufu_tanh"] * scale * MUFU_CLK, w * cch * after["hmma"] * scale * HMMA_CLK)
+    cycles = max(issue, w * cch * after["mufu_tanh"] * after["mufu_scale"] * MUFU_CLK,
+                 w * cch * after["hmma"] * after["mufu_scale"] * HMMA_CLK)
     floor = w * cch * after["floor_cycles"] * plan["pixel_use"]
     return {**plan, **costs, "staging_instr": staging, "cycles": cycles, "floor_cycles": floor,
             "pct_of_floor": 100.0 * floor / cycles}

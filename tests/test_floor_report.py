@@ -86,3 +86,38 @@ def test_fwdbwd_section_reports_the_backward_rows(monkeypatch):
                        "pct_loop_only": 33.0}
     assert rows[1]["pct_of_floor"] is None and rows[1]["kernel"] is None
     assert static_model.fwdbwd_floor_rows in static_model.FLOOR_SECTIONS
+
+
+def _sass(loops):
+    """Synthetic SASS: each loop is (opcodes, branches in the body), laid out one after another,
+    each closed by a backward BRA to its first instruction."""
+    code, addr = [], 0
+    for ops, branches in loops:
+        start = addr
+        for op in ops + ["BRA 0x9999"] * branches:
+            code.append((addr, op))
+            addr += 16
+        code.append((addr, f"@P0 BRA 0x{start:x}"))
+        addr += 16
+    return code
+
+
+def test_forward_loop_choice_follows_the_block_width():
+    """static_model.mma_forward_loop: the one-channel loop for depthwise, the unrolled
+    8-channel loop (fewest branches) for 8 or more channels, the general loop otherwise."""
+    from benchmarks import static_model as sm
+
+    single = (["LDSM", "HMMA.16816", "MUFU.TANH.BF16"], 1)
+    full = (["LDSM"] + ["HMMA.16816"] * 9 + ["MUFU.TANH.BF16"] * 36, 1)
+    general = (["LDSM"] + ["HMMA.16816"] * 9 + ["MUFU.TANH.BF16"] * 36 + ["ISETP"] * 8, 9)
+    code = _sass([single, full, general])
+    loops = sm.innermost_loops(code, "HMMA")
+    assert [len(b) for b in loops] == [5, 48, 64]
+    assert sm.mma_forward_loop(code, 1) == (loops[0], 1)
+    assert sm.mma_forward_loop(code, 64) == (loops[1], 8)
+    assert sm.mma_forward_loop(code, 6) == (loops[2], 8)
+    # A loop around both (the channel rounds) is not innermost.
+    outer = code + [(code[-1][0] + 16, "@P1 BRA 0x0")]
+    assert len(sm.innermost_loops(outer, "HMMA")) == 3
+    # Older kernels: one loop, covering 8 output channels.
+    assert sm.mma_forward_loop(_sass([general]), 1)[1] == 8

@@ -29,6 +29,7 @@
 #pragma once
 
 #include "ptx.cuh"
+#include "soft_tanh.cuh"
 #include "tile_loaders.cuh"
 
 namespace adaptive_conv_ext {
@@ -211,7 +212,8 @@ __device__ __forceinline__ void stage_packed_q(scalar_t* __restrict__ qs, const 
 // square kernel without the shared tile), columns 2 tq + 1 are padding (sigma 0, product 0),
 // so one packed tanh of the two pixels' column 2 tq does instead of two (for tq > 0 that
 // column is padding too: tanh(0) * X = 0). The test is uniform over the warp.
-template <typename scalar_t>
+// kSoft: pixel row gq + 8's pair goes through the FMA-pipe tanh (soft_tanh.cuh) instead.
+template <typename scalar_t, bool kSoft = false>
 __device__ __forceinline__ void tile_products(const float (&c)[4], uint32_t xg, uint32_t xg8, int tile, int T,
                                               uint32_t& p0, uint32_t& p1) {
   if (T - 8 * tile == 1) {
@@ -220,8 +222,25 @@ __device__ __forceinline__ void tile_products(const float (&c)[4], uint32_t xg, 
     p0 = tx & 0xffffu;
     p1 = tx >> 16;
   } else {
+    const uint32_t s1 = ptx::pack2f<scalar_t>(c[2], c[3]);
     p0 = ptx::hmul2<scalar_t>(ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[1])), xg);
-    p1 = ptx::hmul2<scalar_t>(ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[2], c[3])), xg8);
+    p1 = ptx::hmul2<scalar_t>(kSoft ? soft_tanh::tanh2<scalar_t>(s1) : ptx::tanh2<scalar_t>(s1), xg8);
+  }
+}
+
+// In full blocks, one tile in soft_tanh_every() of the (output channel, tile) sequence takes
+// the FMA-pipe tanh for its second pair (0: none): per kernel, enough to bring the MUFU bound
+// down to the issue bound in the static model (benchmarks/static_model.py).
+template <int KS, int kTail>
+__host__ __device__ constexpr int soft_tanh_every() {
+  return (KS == 1 && kTail == 1) || (KS == 2 && kTail == 3) ? 2 : 0;
+}
+template <int kEvery>
+__host__ __device__ constexpr bool soft_tanh_tile(int seq) {
+  if constexpr (kEvery > 0) {
+    return seq % kEvery == kEvery - 1;
+  } else {
+    return false;
   }
 }
 
@@ -358,68 +377,95 @@ adaptive_conv2d_fwd_mma_kernel(const Geom g, const FwdCfg cfg, const scalar_t* _
       __syncthreads();
       if (!warp_active) continue;
 
-      for (int cl = 0; cl < cch_a; ++cl) {
-        const scalar_t* const xb = xs + cl * xstride;
-        uint32_t a[KS][4];  // a[ks][r + 2h]: pixel row r, columns 16 ks + 8 h + 2 tq (+1)
+      // The channel loop three times: for full blocks (kMmaOct output channels: all but a
+      // group's last) and one-channel blocks (depthwise) the output-channel loop unrolls
+      // without a test and the pairing of product halves (ProductSum) is known at compile
+      // time; other blocks test per output channel (kNo = 0).
+      auto channels = [&](auto n_out) {
+        constexpr int kNo = decltype(n_out)::value;
+        constexpr bool kFull = kNo == kMmaOct;
+        for (int cl = 0; cl < cch_a; ++cl) {
+          const scalar_t* const xb = xs + cl * xstride;
+          uint32_t a[KS][4];  // a[ks][r + 2h]: pixel row r, columns 16 ks + 8 h + 2 tq (+1)
 #pragma unroll
-        for (int ks = 0; ks < KS; ++ks)
+          for (int ks = 0; ks < KS; ++ks)
 #pragma unroll
-          for (int h = 0; h < 2; ++h)
+            for (int h = 0; h < 2; ++h)
 #pragma unroll
-            for (int rr = 0; rr < 2; ++rr) {
-              scalar_t v[2];
+              for (int rr = 0; rr < 2; ++rr) {
+                scalar_t v[2];
 #pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                const int o = koff[ks][h][e];
-                v[e] = xb[o >= 0 ? pbase[rr] + o : cfg.box + (kOne - o)];
+                for (int e = 0; e < 2; ++e) {
+                  const int o = koff[ks][h][e];
+                  v[e] = xb[o >= 0 ? pbase[rr] + o : cfg.box + (kOne - o)];
+                }
+                a[ks][rr + 2 * h] = ptx::pack2(v[0], v[1]);
               }
-              a[ks][rr + 2 * h] = ptx::pack2(v[0], v[1]);
-            }
-        const scalar_t* const qc = qs + cl * qchunk;
+          const scalar_t* const qc = qs + cl * qchunk;
 
 #pragma unroll
-        for (int ol = 0; ol < kMmaOct; ++ol) {
-          if (ol >= oct_a) break;
-          const scalar_t* const q = qc + ol * kK * kRow + brow;
-          const uint32_t sel = sel_channel<scalar_t>(gq, ol);
+          for (int ol = 0; ol < kMmaOct; ++ol) {
+            if (kNo == 0 ? ol >= oct_a : ol >= kNo) break;
+            const scalar_t* const q = qc + ol * kK * kRow + brow;
+            const uint32_t sel = sel_channel<scalar_t>(gq, ol);
 #pragma unroll
-          for (int np = 0; np < KS; ++np) {  // n-tiles 2 np and 2 np + 1: uv 16 np .. 16 np + 15
-            if (16 * np >= Tr) break;
-            const bool hi_tile = 16 * np + 8 < Tr;
-            float c_lo[4] = {0.f, 0.f, 0.f, 0.f}, c_hi[4] = {0.f, 0.f, 0.f, 0.f};
+            for (int np = 0; np < KS; ++np) {  // n-tiles 2 np and 2 np + 1: uv 16 np .. 16 np + 15
+              if (16 * np >= Tr) break;
+              const bool hi_tile = 16 * np + 8 < Tr;
+              float c_lo[4] = {0.f, 0.f, 0.f, 0.f}, c_hi[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-            for (int ks = 0; ks < KS; ++ks) {
-              uint32_t b[4];
-              ptx::ldmatrix_x4(b, q + 16 * np * kRow + 16 * ks);
-              ptx::mma_m16n8k16<scalar_t>(c_lo, a[ks], b[0], b[1]);
-              if (hi_tile) ptx::mma_m16n8k16<scalar_t>(c_hi, a[ks], b[2], b[3]);
-            }
-            // C column uv of n-tile 2 np (+1) sits where A column uv does: a[np][0..1] ([2..3]).
-            uint32_t p0, p1;
-            tile_products<scalar_t>(c_lo, a[np][0], a[np][1], 2 * np, T, p0, p1);
-            y.add(p0, p1, sel);
-            if (hi_tile) {
-              tile_products<scalar_t>(c_hi, a[np][2], a[np][3], 2 * np + 1, T, p0, p1);
+              for (int ks = 0; ks < KS; ++ks) {
+                uint32_t b[4];
+                ptx::ldmatrix_x4(b, q + 16 * np * kRow + 16 * ks);
+                ptx::mma_m16n8k16<scalar_t>(c_lo, a[ks], b[0], b[1]);
+                if (hi_tile) ptx::mma_m16n8k16<scalar_t>(c_hi, a[ks], b[2], b[3]);
+              }
+              // C column uv of n-tile 2 np (+1) sits where A column uv does: a[np][0..1] ([2..3]).
+              uint32_t p0, p1;
+              constexpr int kEvery = kFull ? soft_tanh_every<KS, kTail>() : 0;
+              constexpr int kTiles = kTail >= 0 ? (kShared ? kTail : kTail + 1) : 0;  // n8 tiles per channel
+              const int seq = ol * kTiles + 2 * np;  // the tile's place in the (channel, tile) sequence
+              if (soft_tanh_tile<kEvery>(seq)) {
+                tile_products<scalar_t, true>(c_lo, a[np][0], a[np][1], 2 * np, T, p0, p1);
+              } else {
+                tile_products<scalar_t>(c_lo, a[np][0], a[np][1], 2 * np, T, p0, p1);
+              }
               y.add(p0, p1, sel);
+              if (hi_tile) {
+                if (soft_tanh_tile<kEvery>(seq + 1)) {
+                  tile_products<scalar_t, true>(c_hi, a[np][2], a[np][3], 2 * np + 1, T, p0, p1);
+                } else {
+                  tile_products<scalar_t>(c_hi, a[np][2], a[np][3], 2 * np + 1, T, p0, p1);
+                }
+                y.add(p0, p1, sel);
+              }
             }
           }
-        }
 
-        if constexpr (kShared) {  // C[p][j] = sigma of pixel p, output channel o0 + j, tap T - 1
-          float c[4] = {0.f, 0.f, 0.f, 0.f};
+          if constexpr (kShared) {  // C[p][j] = sigma of pixel p, output channel o0 + j, tap T - 1
+            float c[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
-          for (int ks = 0; ks < KS; ks += 2) {
-            uint32_t b[4];
-            ptx::ldmatrix_x4(b, qc + brow_shared + 16 * ks + (ks + 1 < KS ? bcol_pair : bcol_single));
-            ptx::mma_m16n8k16<scalar_t>(c, a[ks], b[0], b[1]);
-            if (ks + 1 < KS) ptx::mma_m16n8k16<scalar_t>(c, a[ks + 1], b[2], b[3]);
+            for (int ks = 0; ks < KS; ks += 2) {
+              uint32_t b[4];
+              ptx::ldmatrix_x4(b, qc + brow_shared + 16 * ks + (ks + 1 < KS ? bcol_pair : bcol_single));
+              ptx::mma_m16n8k16<scalar_t>(c, a[ks], b[0], b[1]);
+              if (ks + 1 < KS) ptx::mma_m16n8k16<scalar_t>(c, a[ks + 1], b[2], b[3]);
+            }
+            const scalar_t x0 = xb[pbase[0] + koff_last], x1 = xb[pbase[1] + koff_last];  // X of tap T - 1
+            uint32_t p0, p1;
+            tile_products<scalar_t>(c, ptx::pack2(x0, x0), ptx::pack2(x1, x1), 0, 0, p0, p1);  // (T = 0: all columns real)
+            y.add(p0, p1, sel_shared);
           }
-          const scalar_t x0 = xb[pbase[0] + koff_last], x1 = xb[pbase[1] + koff_last];  // X of tap T - 1
-          uint32_t p0, p1;
-          tile_products<scalar_t>(c, ptx::pack2(x0, x0), ptx::pack2(x1, x1), 0, 0, p0, p1);  // (T = 0: all columns real)
-          y.add(p0, p1, sel_shared);
+          y.flush();
         }
-        y.flush();
+      };
+      // (K = 48, 64: the unrolled 8-channel copy needs more than 255 registers; ptxas spills.)
+      if (KS <= 2 && oct_a == kMmaOct) {
+        channels(std::integral_constant<int, KS <= 2 ? kMmaOct : 0>{});
+      } else if (oct_a == 1) {
+        channels(std::integral_constant<int, 1>{});
+      } else {
+        channels(std::integral_constant<int, 0>{});
       }
     }
 

@@ -7,6 +7,8 @@
 //   tanh_f32         tanh.approx.f32
 //   shfl_xor         shfl.sync.bfly.b32 over the full warp
 //   hmul2<T>         mul.rn.f16x2 / fma.rn.bf16x2 with -0 (bf16x2 mul needs sm_90; the fma is sm_80)
+//   hfma2<T>         fma.rn.{f16x2,bf16x2}
+//   hmin2_nan<T>     min.NaN.{f16x2,bf16x2} (a NaN operand gives NaN)
 // Registers hold two 16-bit values, the lower column in the low half. Fragment layouts,
 // with lane = 0..31, g = lane / 4, t = lane % 4 (PTX ISA, "Matrix Fragments for
 // mma.m16n8k16 with floating point type"):
@@ -75,7 +77,7 @@ __device__ __forceinline__ float hi_float(uint32_t r) {
 
 #ifdef ADAPTIVE_CONV_EMULATION
 #include "../testing/ptx/cp_async.h"
-#include "../testing/ptx/hmul2.h"
+#include "../testing/ptx/half2_arith.h"
 #include "../testing/ptx/ldmatrix.h"
 #include "../testing/ptx/mma_m16n8k16.h"
 #include "../testing/ptx/shfl.h"
@@ -203,6 +205,46 @@ __device__ __forceinline__ uint32_t hmul2<__nv_bfloat16>(uint32_t a, uint32_t b)
   uint32_t y = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(y) : "r"(a), "r"(b), "r"(0x80008000u));  // + (-0): a * b exactly rounded
+#endif
+  return y;
+}
+
+// a * b + c on both 16-bit halves, one rounding to nearest even.
+template <typename T>
+__device__ __forceinline__ uint32_t hfma2(uint32_t a, uint32_t b, uint32_t c);
+template <>
+__device__ __forceinline__ uint32_t hfma2<__half>(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t y = 0;
+#if defined(__CUDA_ARCH__)
+  asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(y) : "r"(a), "r"(b), "r"(c));
+#endif
+  return y;
+}
+template <>
+__device__ __forceinline__ uint32_t hfma2<__nv_bfloat16>(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t y = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(y) : "r"(a), "r"(b), "r"(c));
+#endif
+  return y;
+}
+
+// min of both 16-bit halves; NaN when either operand is NaN.
+template <typename T>
+__device__ __forceinline__ uint32_t hmin2_nan(uint32_t a, uint32_t b);
+template <>
+__device__ __forceinline__ uint32_t hmin2_nan<__half>(uint32_t a, uint32_t b) {
+  uint32_t y = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm("min.NaN.f16x2 %0, %1, %2;" : "=r"(y) : "r"(a), "r"(b));
+#endif
+  return y;
+}
+template <>
+__device__ __forceinline__ uint32_t hmin2_nan<__nv_bfloat16>(uint32_t a, uint32_t b) {
+  uint32_t y = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm("min.NaN.bf16x2 %0, %1, %2;" : "=r"(y) : "r"(a), "r"(b));
 #endif
   return y;
 }

@@ -7,6 +7,7 @@
 #include "emu_runtime.h"
 // clang-format off
 #include "ops/cuda/kernels/ptx.cuh"
+#include "ops/cuda/kernels/soft_tanh.cuh"
 // clang-format on
 
 #include <atomic>
@@ -14,6 +15,7 @@
 #include <string>
 
 namespace ptx = adaptive_conv_ext::cuda::ptx;
+namespace soft_tanh = adaptive_conv_ext::cuda::soft_tanh;
 
 std::atomic<int> g_bad{0};
 int g_failed_tests = 0;
@@ -223,6 +225,51 @@ void test_hmul2(const char* name) {
   });
 }
 
+// fma.rn.{f16,bf16}x2: each half within half a unit in the last place of a * b + c (the
+// exact value in double); min.NaN: the smaller half, NaN when either is NaN.
+template <typename T>
+void test_hfma2_hmin2(const char* name) {
+  run_warp(name, [&] {
+    const int lane = emu::lane_id();
+    const float ulp = std::is_same<T, __half>::value ? 1.f / 1024 : 1.f / 128;
+    for (int i = lane; i < 4096; i += 32) {
+      const float a0 = -3.f + 6.f * i / 4096, b0 = 0.6f - 1.3f * ((i * 37) % 4096) / 4096;
+      const float c0 = 2.f - 4.f * ((i * 11) % 4096) / 4096;
+      const uint32_t a = ptx::pack2f<T>(a0, -a0), b = ptx::pack2f<T>(b0, 0.5f * b0), c = ptx::pack2f<T>(c0, 0.25f);
+      const uint32_t y = ptx::hfma2<T>(a, b, c);
+      const double elo = double(ptx::lo_float<T>(a)) * ptx::lo_float<T>(b) + ptx::lo_float<T>(c);
+      const double ehi = double(ptx::hi_float<T>(a)) * ptx::hi_float<T>(b) + ptx::hi_float<T>(c);
+      expect(std::fabs(ptx::lo_float<T>(y) - elo) <= 0.5 * ulp * std::max(std::fabs(elo), 1.0 / 64) + 1e-7, "fma low half", lane);
+      expect(std::fabs(ptx::hi_float<T>(y) - ehi) <= 0.5 * ulp * std::max(std::fabs(ehi), 1.0 / 64) + 1e-7, "fma high half", lane);
+      const uint32_t m = ptx::hmin2_nan<T>(a, b);
+      expect(ptx::lo_float<T>(m) == std::min(ptx::lo_float<T>(a), ptx::lo_float<T>(b)), "min low half", lane);
+      expect(ptx::hi_float<T>(m) == std::min(ptx::hi_float<T>(a), ptx::hi_float<T>(b)), "min high half", lane);
+    }
+    const uint32_t n = ptx::hmin2_nan<T>(ptx::pack2f<T>(NAN, 1.f), ptx::pack2f<T>(0.f, NAN));
+    expect(std::isnan(ptx::lo_float<T>(n)) && std::isnan(ptx::hi_float<T>(n)), "min.NaN keeps NaN", lane);
+  });
+}
+
+// The FMA-pipe tanh (kernels/soft_tanh.cuh) over every 16-bit input: within its stated
+// absolute error of tanh for finite inputs, odd, +-Inf -> +-P(1), NaN -> NaN.
+template <typename T>
+void test_soft_tanh(const char* name, float bound) {
+  run_warp(name, [&] {
+    const int lane = emu::lane_id();
+    for (uint32_t b = lane; b < 0x10000u; b += 32) {
+      const uint32_t r = b | ((b ^ 0x8000u) << 16);  // x and -x
+      const uint32_t y = soft_tanh::tanh2<T>(r);
+      const float x = ptx::lo_float<T>(r), ylo = ptx::lo_float<T>(y), yhi = ptx::hi_float<T>(y);
+      if (std::isnan(x)) {
+        expect(std::isnan(ylo) && std::isnan(yhi), "NaN in, NaN out", lane);
+      } else {
+        expect(std::fabs(ylo - std::tanh(x)) <= bound, "error above the stated bound", lane);
+        expect(ylo == -yhi, "not odd", lane);
+      }
+    }
+  });
+}
+
 void test_cp_async() {
   alignas(16) static unsigned char src[64], dst[64];
   for (int i = 0; i < 64; ++i) src[i] = static_cast<unsigned char>(i + 1);
@@ -267,6 +314,10 @@ int main() {
   test_tanh_f32();
   test_hmul2<__half>("mul.rn.f16x2 model vs the rounded product");
   test_hmul2<__nv_bfloat16>("fma.rn.bf16x2 (-0 addend) model vs the rounded product");
+  test_hfma2_hmin2<__half>("fma.rn.f16x2 and min.NaN.f16x2 models");
+  test_hfma2_hmin2<__nv_bfloat16>("fma.rn.bf16x2 and min.NaN.bf16x2 models");
+  test_soft_tanh<__half>("FMA-pipe tanh f16x2 (soft_tanh.cuh), every input", 2.5e-3f);
+  test_soft_tanh<__nv_bfloat16>("FMA-pipe tanh bf16x2 (soft_tanh.cuh), every input", 7e-3f);
   test_cp_async();
   test_shfl_xor();
   std::printf("%s: %d failed instruction test(s)\n", g_failed_tests ? "FAILED" : "PASSED", g_failed_tests);
