@@ -180,20 +180,19 @@ adaptive_conv2d_pack_q_mma_kernel(const Geom g, const FwdCfg cfg, const scalar_t
 
 // Copies the packed B rows of nch input channels (contiguous from src) into their places in
 // shared memory: channel cl at qs + cl * chunk, matrix ol's row n at (ol * 16 KS + n) * kRow,
-// the shared tile's row j after the oct matrices. One 16-byte copy per thread and step; the
-// divisions by the row counts are multiply-highs (cfg.q_rows_m, cfg.q_tr_m; planner-checked
-// ranges) or, for a compile-time kTr > 0 rows per output channel, by a constant (kTr = 0:
-// no per-channel rows, the 1x1 kernel's shared tile holds all).
+// the shared tile's row j after the oct matrices. One row (2 KS 16-byte copies) per thread
+// and step, so its place is worked out once per row; the divisions by the row counts are
+// multiply-highs (cfg.q_rows_m, cfg.q_tr_m; planner-checked ranges) or, for a compile-time
+// kTr > 0 rows per output channel, by a constant (kTr = 0: no per-channel rows, the 1x1
+// kernel's shared tile holds all).
 template <int KS, int kTr, typename scalar_t>
 __device__ __forceinline__ void stage_packed_q(scalar_t* __restrict__ qs, const scalar_t* __restrict__ src,
                                                int nch, const FwdCfg& cfg, int Tr, int chunk) {
   constexpr int kK = mma_k(KS), kRow = mma_row(KS), kChunks = 2 * KS;
   const uint4* const s4 = reinterpret_cast<const uint4*>(src);
-  const unsigned total = static_cast<unsigned>(nch * cfg.q_rows * kChunks);
+  const unsigned total = static_cast<unsigned>(nch * cfg.q_rows);
   const unsigned per_o = static_cast<unsigned>(cfg.oct * Tr), rows = static_cast<unsigned>(cfg.q_rows);
-  for (unsigned i = threadIdx.x; i < total; i += kThreads) {  // unsigned: no sign fix-ups
-    const unsigned kc = i % kChunks;
-    const unsigned r = i / kChunks;
+  for (unsigned r = threadIdx.x; r < total; r += kThreads) {  // unsigned: no sign fix-ups
     const unsigned cl = static_cast<unsigned>(div_by_magic(static_cast<int>(r), cfg.q_rows_m));
     const unsigned row = r - cl * rows;
     unsigned drow = cfg.oct * kK + (row - per_o);  // the shared tile's row
@@ -201,7 +200,10 @@ __device__ __forceinline__ void stage_packed_q(scalar_t* __restrict__ qs, const 
       const unsigned ol = kTr > 0 ? row / (kTr > 0 ? kTr : 1) : static_cast<unsigned>(div_by_magic(static_cast<int>(row), cfg.q_tr_m));
       drow = ol * kK + (row - ol * Tr);
     }
-    *reinterpret_cast<uint4*>(qs + cl * chunk + drow * kRow + 8 * kc) = ldg(s4 + i);
+    uint4* const dst = reinterpret_cast<uint4*>(qs + cl * chunk + drow * kRow);
+    const uint4* const from = s4 + r * kChunks;
+#pragma unroll
+    for (int kc = 0; kc < kChunks; ++kc) dst[kc] = ldg(from + kc);
   }
 }
 
