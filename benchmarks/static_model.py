@@ -488,7 +488,8 @@ def main() -> int:
                     "\n\n" + text + "\n" + bwd_text)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"model": __doc__, "rows": rows, "fwdbwd_rows": bwd_rows}, f, indent=1)
+            json.dump({"model": __doc__, "rows": rows, "fwdbwd_rows": bwd_rows,
+                       "floor_rows": floor_rows(kernels)}, f, indent=1)  # what --floors prints
     return 0
 
 
