@@ -281,7 +281,9 @@ cudaError_t launch_forward(const AdaptiveConvShape& s, const ForwardPlan& plan,
   if (c.items == 0) return cudaSuccess;
   if (plan.static_taps && !kStaticVariants<scalar_t, index_t>) return cudaErrorInvalidValue;  // planner bug
   if (plan.mma) {
-    if (!std::is_same<index_t, int32_t>::value || q_pack == nullptr) return cudaErrorInvalidValue;  // planner bug
+    if (!std::is_same<index_t, int32_t>::value || (q_pack == nullptr && plan.q_pack_elems > 0)) {
+      return cudaErrorInvalidValue;  // planner bug, or the caller did not allocate the workspace
+    }
     c.q_rows = mma_q_rows(plan.oct, g.T, plan.q_last_shared);
     c.q_shared = plan.q_last_shared ? 1 : 0;
     c.q_rows_m = div_magic(static_cast<unsigned>(c.q_rows));
@@ -289,10 +291,13 @@ cudaError_t launch_forward(const AdaptiveConvShape& s, const ForwardPlan& plan,
     const auto pack = pick_pack_q_mma<scalar_t>(plan.mma_ks);
     const auto kernel = pick_fwd_mma<scalar_t>(plan.mma_ks, g.T, plan.q_last_shared);
     if (pack == nullptr || kernel == nullptr) return cudaErrorInvalidValue;  // planner bug: no such kernel
-    ADAPTIVE_CONV_LAUNCH(pack, grid_for(ceil_div(plan.q_pack_elems / 8, kThreads)), kThreads, 0, stream, g, c, weight,
-                         kernel_bias, q_pack);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess) return e;
+    cudaError_t e = cudaSuccess;
+    if (plan.q_pack_elems > 0) {
+      ADAPTIVE_CONV_LAUNCH(pack, grid_for(ceil_div(plan.q_pack_elems / 8, kThreads)), kThreads, 0, stream, g, c,
+                           weight, kernel_bias, q_pack);
+      e = cudaGetLastError();
+      if (e != cudaSuccess) return e;
+    }
     e = prepare_smem(kernel, plan.smem_bytes);
     if (e != cudaSuccess) return e;
     ADAPTIVE_CONV_LAUNCH(kernel, grid_for(c.items), kThreads, plan.smem_bytes, stream, g, c, input, q_pack, bias,
