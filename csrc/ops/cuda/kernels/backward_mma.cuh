@@ -5,9 +5,9 @@
 //   sigma [pixels x uv]  = patch [pixels x K] . Q^T          (beta: the patch's ones column)
 //   dX    [pixels x K]  += dsigma [pixels x uv] . Q [uv x K]  (plus the direct term g * t)
 //   dQ    [uv x K]      += dsigma^T [uv x pixels] . patch     (column T: grad_beta)
-// with dsigma = g * X * (1 - t^2) computed in fp32 from the C fragment of sigma. The C
-// fragment of an m16n8 pair is the A fragment of the next m16k16 step, so dsigma feeds the
-// dX GEMM straight from registers; the dQ GEMM reduces over pixels, so dsigma goes through
+// with dsigma = g * X * (1 - t^2): 1 - t^2 in fp32 from the C fragment of sigma, the products
+// in packed 16-bit (dsigma_tile). The C fragment of an m16n8 pair is the A fragment of the
+// next m16k16 step, so dsigma feeds the dX GEMM straight from registers; the dQ GEMM reduces over pixels, so dsigma goes through
 // shared memory and comes back transposed (ldmatrix.trans), like the patch and Q^T.
 //
 // Block = (absolute input channel c', split s). It walks over the tiles (n, tile) = s,
@@ -60,14 +60,18 @@ struct BwdPackedTanh {
 
 // dsigma and the direct dX term of one m16n8 tile of sigma (c, fp32): x01 / x23 hold the
 // patch X at the same (pixel, column) places (pixel rows gq and gq + 8), g0 / g1 the output
-// gradients of those pixels. Adds g * t to dxd and returns dsigma packed as 16-bit pairs.
+// gradients of those pixels and gg0 / gg1 the same, packed twice as 16-bit pairs. Adds g * t
+// to dxd and returns dsigma packed as 16-bit pairs. 1 - t^2 is formed in fp32 (from a 16-bit
+// t it would cancel), then dsigma = (g * X) * (1 - t^2) in packed 16-bit products: 2 mul.rn
+// x2 per pair instead of unpacking X and 4 FMUL, the pair being packed for the dX mma anyway.
 // first_col_only: the tile's only real column is its first (T = 8 tile + 1, the last tile
 // of the odd square kernels): columns 2 tq + 1 are the beta column or padding, whose
 // dsigma nothing reads (Q rows >= T are 0, dQ rows >= T are dropped), so only elements 0
 // and 2 are computed (one packed tanh, or two scalar ones) and the others are set to 0.
 template <typename scalar_t>
 __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, uint32_t x23, float g0, float g1,
-                                            bool first_col_only, float (&dxd)[4], uint32_t& ds01, uint32_t& ds23) {
+                                            uint32_t gg0, uint32_t gg1, bool first_col_only, float (&dxd)[4],
+                                            uint32_t& ds01, uint32_t& ds23) {
   float t[4];
   if (first_col_only) {
     if constexpr (BwdPackedTanh<scalar_t>::value) {
@@ -78,12 +82,13 @@ __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, u
       t[0] = ptx::tanh_f32(c[0]);
       t[2] = ptx::tanh_f32(c[2]);
     }
-    const float d0 = g0 * ptx::lo_float<scalar_t>(x01) * __fmaf_rn(-t[0], t[0], 1.f);
-    const float d2 = g1 * ptx::lo_float<scalar_t>(x23) * __fmaf_rn(-t[2], t[2], 1.f);
+    const uint32_t omt02 = ptx::pack2f<scalar_t>(__fmaf_rn(-t[0], t[0], 1.f), __fmaf_rn(-t[2], t[2], 1.f));
+    const uint32_t gx02 = ptx::hmul2<scalar_t>((gg0 & 0xffffu) | (gg1 << 16), (x01 & 0xffffu) | (x23 << 16));
+    const uint32_t ds02 = ptx::hmul2<scalar_t>(gx02, omt02);
     dxd[0] = __fmaf_rn(g0, t[0], dxd[0]);
     dxd[2] = __fmaf_rn(g1, t[2], dxd[2]);
-    ds01 = ptx::pack2f<scalar_t>(d0, 0.f);
-    ds23 = ptx::pack2f<scalar_t>(d2, 0.f);
+    ds01 = ds02 & 0xffffu;
+    ds23 = ds02 >> 16;
     return;
   }
   if constexpr (BwdPackedTanh<scalar_t>::value) {
@@ -97,17 +102,15 @@ __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, u
 #pragma unroll
     for (int i = 0; i < 4; ++i) t[i] = ptx::tanh_f32(c[i]);
   }
-  const float x[4] = {ptx::lo_float<scalar_t>(x01), ptx::hi_float<scalar_t>(x01), ptx::lo_float<scalar_t>(x23),
-                      ptx::hi_float<scalar_t>(x23)};
+  float omt[4];
   const float gg[4] = {g0, g0, g1, g1};
-  float ds[4];
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
-    ds[i] = gg[i] * x[i] * __fmaf_rn(-t[i], t[i], 1.f);
+    omt[i] = __fmaf_rn(-t[i], t[i], 1.f);
     dxd[i] = __fmaf_rn(gg[i], t[i], dxd[i]);
   }
-  ds01 = ptx::pack2f<scalar_t>(ds[0], ds[1]);
-  ds23 = ptx::pack2f<scalar_t>(ds[2], ds[3]);
+  ds01 = ptx::hmul2<scalar_t>(ptx::hmul2<scalar_t>(gg0, x01), ptx::pack2f<scalar_t>(omt[0], omt[1]));
+  ds23 = ptx::hmul2<scalar_t>(ptx::hmul2<scalar_t>(gg1, x23), ptx::pack2f<scalar_t>(omt[2], omt[3]));
 }
 
 // Min. blocks per SM = 1: no register cap below 255 (see forward_mma.cuh). kTail >= 0: the
@@ -207,9 +210,12 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
           for (int ks = 0; ks < KS; ++ks) ptx::ldmatrix_x4(a[ks], col + arow + 16 * ks);
           const int hw = g.Ho * g.Wo;
           const scalar_t* gop = grad_out + (n * g.O + gi * g.Og + o0) * hw;  // output channel o0 + ol
+#pragma unroll 2
           for (int ol = 0; ol < oct_a; ++ol, gop += hw) {
-            const float g0 = gofs[0] >= 0 ? ptx::to_float(ldg(gop + gofs[0])) : 0.f;
-            const float g1 = gofs[1] >= 0 ? ptx::to_float(ldg(gop + gofs[1])) : 0.f;
+            const scalar_t zero = ptx::from_float<scalar_t>(0.f);
+            const scalar_t gh0 = gofs[0] >= 0 ? ldg(gop + gofs[0]) : zero, gh1 = gofs[1] >= 0 ? ldg(gop + gofs[1]) : zero;
+            const float g0 = ptx::to_float(gh0), g1 = ptx::to_float(gh1);
+            const uint32_t gg0 = ptx::pack2(gh0, gh0), gg1 = ptx::pack2(gh1, gh1);
             const scalar_t* const q = qs + ol * kK * kRow;
             scalar_t* const dso = dss + (ol * cfg.Pp + warp * 16 + gq) * kRow + 2 * tq;
 #pragma unroll
@@ -225,9 +231,9 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
                 if (hi_tile) ptx::mma_m16n8k16<scalar_t>(c_hi, a[ks], b[2], b[3]);
               }
               uint32_t ds[4] = {0u, 0u, 0u, 0u};  // A fragment of dsigma: rows gq / gq + 8, uv lo / hi
-              dsigma_tile<scalar_t>(c_lo, a[np][0], a[np][1], g0, g1, T - 16 * np == 1, dxacc[2 * np], ds[0], ds[1]);
+              dsigma_tile<scalar_t>(c_lo, a[np][0], a[np][1], g0, g1, gg0, gg1, T - 16 * np == 1, dxacc[2 * np], ds[0], ds[1]);
               if (hi_tile) {
-                dsigma_tile<scalar_t>(c_hi, a[np][2], a[np][3], g0, g1, T - 16 * np - 8 == 1, dxacc[2 * np + 1], ds[2],
+                dsigma_tile<scalar_t>(c_hi, a[np][2], a[np][3], g0, g1, gg0, gg1, T - 16 * np - 8 == 1, dxacc[2 * np + 1], ds[2],
                                       ds[3]);
               }
               *reinterpret_cast<uint32_t*>(dso + 16 * np) = ds[0];
