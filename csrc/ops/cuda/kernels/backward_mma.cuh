@@ -210,7 +210,7 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
           for (int ks = 0; ks < KS; ++ks) ptx::ldmatrix_x4(a[ks], col + arow + 16 * ks);
           const int hw = g.Ho * g.Wo;
           const scalar_t* gop = grad_out + (n * g.O + gi * g.Og + o0) * hw;  // output channel o0 + ol
-#pragma unroll 2
+#pragma unroll (KS <= 2 ? 2 : 1)  // two pairs a trip: the g loads and addresses amortise; K >= 48 would need > 255 registers
           for (int ol = 0; ol < oct_a; ++ol, gop += hw) {
             const scalar_t zero = ptx::from_float<scalar_t>(0.f);
             const scalar_t gh0 = gofs[0] >= 0 ? ldg(gop + gofs[0]) : zero, gh1 = gofs[1] >= 0 ? ldg(gop + gofs[1]) : zero;
