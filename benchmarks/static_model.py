@@ -93,17 +93,22 @@ def read_sass(cuobjdump: str, objs: List[str]) -> Dict[str, List[tuple]]:
     return kernels
 
 
+def _loop_spans(code: List[tuple]) -> List[tuple]:
+    """(first address, branch address, instructions) of every backward-branch loop, in the
+    order of their branches."""
+    out = []
+    for addr, ins in code:
+        m = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", ins)
+        if m and int(m.group(1), 16) < addr:
+            target = int(m.group(1), 16)
+            out.append((target, addr, [i for a, i in code if target <= a <= addr]))
+    return out
+
+
 def innermost_loop(code: List[tuple], marker: str, without: Optional[str] = None) -> Optional[List[str]]:
     """Instructions of the smallest backward-branch loop that contains `marker` (and not `without`)."""
     best = None
-    for addr, ins in code:
-        m = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", ins)
-        if not m:
-            continue
-        target = int(m.group(1), 16)
-        if target >= addr:
-            continue
-        body = [i for a, i in code if target <= a <= addr]
+    for _, _, body in _loop_spans(code):
         if without and any(without in i for i in body):
             continue
         if any(marker in i for i in body) and (best is None or len(body) < len(best)):
@@ -113,13 +118,7 @@ def innermost_loop(code: List[tuple], marker: str, without: Optional[str] = None
 
 def innermost_loops(code: List[tuple], marker: str) -> List[List[str]]:
     """The backward-branch loops that contain `marker` and no smaller such loop, in address order."""
-    spans = []
-    for addr, ins in code:
-        m = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", ins)
-        if m and int(m.group(1), 16) < addr:
-            body = [i for a, i in code if int(m.group(1), 16) <= a <= addr]
-            if any(marker in i for i in body):
-                spans.append((int(m.group(1), 16), addr, body))
+    spans = [s for s in _loop_spans(code) if any(marker in i for i in s[2])]
     inner = [s for s in spans if not any(o is not s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
     return [b for _, _, b in sorted(inner, key=lambda s: s[0])]
 
@@ -226,12 +225,7 @@ FLOOR_SECTIONS: List[Callable[[Dict[str, List[tuple]]], List[dict]]] = []
 
 def _loops(code: List[tuple]) -> List[List[str]]:
     """Bodies of all backward-branch loops, in address order."""
-    out = []
-    for addr, ins in code:
-        m = re.search(r"\bBRA\b.*?(0x[0-9a-f]+)", ins)
-        if m and int(m.group(1), 16) < addr:
-            out.append([i for a, i in code if int(m.group(1), 16) <= a <= addr])
-    return out
+    return [body for _, _, body in _loop_spans(code)]
 
 
 def mma_staging_costs(code: List[tuple]) -> Optional[dict]:

@@ -5,8 +5,8 @@
 // zero-padded to 16 * KS; B = Q[o, c] as [K x N], N = uv in the same order as K (beta is
 // the row of the 1s column). C[p][uv] = sigma[p, o, c, uv] comes out of mma.sync m16n8k16
 // in fp32, and the lane that holds C[p][uv] holds the patch value X[p][uv] in its A
-// registers (same row, same column index), so tanh (packed 16-bit), the product with the
-// patch and the partial sum over uv stay in registers; a quad shuffle ends the sum over uv.
+// registers (same row, same column index), so tanh (packed 16-bit) and the product with the
+// patch stay in registers; the sums over (c, uv) are mma.sync again (ProductSum).
 // One A fragment (the patch tile of channel c) serves every output channel of the block.
 //
 // Block = (image n, group, tile of up to 128 output pixels, up to kMmaOct output channels);
@@ -25,7 +25,7 @@
 // tap's n8 tile would hold one real column per output channel (1/8 of its tanh useful), so
 // instead one n8 tile per channel round holds the last tap of all oct output channels
 // (column j = output channel j): every tanh of the block is then a useful one.
-// Outputs: y accumulates per lane in fp32 registers across all input channels, written once.
+// Outputs: y accumulates in an fp32 C fragment across all input channels, written once.
 #pragma once
 
 #include "ptx.cuh"
@@ -214,10 +214,11 @@ __device__ __forceinline__ void stage_packed_q(scalar_t* __restrict__ qs, const 
 // square kernel without the shared tile), columns 2 tq + 1 are padding (sigma 0, product 0),
 // so one packed tanh of the two pixels' column 2 tq does instead of two (for tq > 0 that
 // column is padding too: tanh(0) * X = 0). The test is uniform over the warp.
-// kSoft: pixel row gq + 8's pair goes through the FMA-pipe tanh (soft_tanh.cuh) instead.
-template <typename scalar_t, bool kSoft = false>
+// soft: pixel row gq + 8's pair goes through the FMA-pipe tanh (soft_tanh.cuh) instead (a
+// constant where the loops unroll).
+template <typename scalar_t>
 __device__ __forceinline__ void tile_products(const float (&c)[4], uint32_t xg, uint32_t xg8, int tile, int T,
-                                              uint32_t& p0, uint32_t& p1) {
+                                              bool soft, uint32_t& p0, uint32_t& p1) {
   if (T - 8 * tile == 1) {
     const uint32_t t = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[2]));
     const uint32_t tx = ptx::hmul2<scalar_t>(t, (xg & 0xffffu) | (xg8 << 16));
@@ -226,7 +227,7 @@ __device__ __forceinline__ void tile_products(const float (&c)[4], uint32_t xg, 
   } else {
     const uint32_t s1 = ptx::pack2f<scalar_t>(c[2], c[3]);
     p0 = ptx::hmul2<scalar_t>(ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[1])), xg);
-    p1 = ptx::hmul2<scalar_t>(kSoft ? soft_tanh::tanh2<scalar_t>(s1) : ptx::tanh2<scalar_t>(s1), xg8);
+    p1 = ptx::hmul2<scalar_t>(soft ? soft_tanh::tanh2<scalar_t>(s1) : ptx::tanh2<scalar_t>(s1), xg8);
   }
 }
 
@@ -248,7 +249,7 @@ __host__ __device__ constexpr bool soft_tanh_tile(int seq) {
 
 // The sums over (c, uv) on the tensor cores: the products of two n8 tiles (tile_products)
 // form one A fragment, k 0..7 the first tile's columns, k 8..15 the second's, and B sends
-// each half to its output channel (one column of ones per half: sel_of), so that
+// each half to its output channel (one column of ones per half: sel_channel), so that
 // d[pixel][o] += the 16 products of the fragment in fp32: 1 mma per two tiles instead of
 // unpacking, multiplying and adding 16 values per lane on the FMA pipe, and no quad
 // shuffles at the end. d is the C layout: d0, d1 = pixel gq, output channels 2 tq, 2 tq + 1;
@@ -427,18 +428,11 @@ adaptive_conv2d_fwd_mma_kernel(const Geom g, const FwdCfg cfg, const scalar_t* _
               constexpr int kEvery = kFull ? soft_tanh_every<KS, kTail>() : 0;
               constexpr int kTiles = kTail >= 0 ? (kShared ? kTail : kTail + 1) : 0;  // n8 tiles per channel
               const int seq = ol * kTiles + 2 * np;  // the tile's place in the (channel, tile) sequence
-              if (soft_tanh_tile<kEvery>(seq)) {
-                tile_products<scalar_t, true>(c_lo, a[np][0], a[np][1], 2 * np, T, p0, p1);
-              } else {
-                tile_products<scalar_t>(c_lo, a[np][0], a[np][1], 2 * np, T, p0, p1);
-              }
+              tile_products<scalar_t>(c_lo, a[np][0], a[np][1], 2 * np, T, soft_tanh_tile<kEvery>(seq), p0, p1);
               y.add(p0, p1, sel);
               if (hi_tile) {
-                if (soft_tanh_tile<kEvery>(seq + 1)) {
-                  tile_products<scalar_t, true>(c_hi, a[np][2], a[np][3], 2 * np + 1, T, p0, p1);
-                } else {
-                  tile_products<scalar_t>(c_hi, a[np][2], a[np][3], 2 * np + 1, T, p0, p1);
-                }
+                tile_products<scalar_t>(c_hi, a[np][2], a[np][3], 2 * np + 1, T, soft_tanh_tile<kEvery>(seq + 1), p0,
+                                        p1);
                 y.add(p0, p1, sel);
               }
             }
@@ -455,7 +449,7 @@ adaptive_conv2d_fwd_mma_kernel(const Geom g, const FwdCfg cfg, const scalar_t* _
             }
             const scalar_t x0 = xb[pbase[0] + koff_last], x1 = xb[pbase[1] + koff_last];  // X of tap T - 1
             uint32_t p0, p1;
-            tile_products<scalar_t>(c, ptx::pack2(x0, x0), ptx::pack2(x1, x1), 0, 0, p0, p1);  // (T = 0: all columns real)
+            tile_products<scalar_t>(c, ptx::pack2(x0, x0), ptx::pack2(x1, x1), 0, 0, false, p0, p1);  // (T = 0: all columns real)
             y.add(p0, p1, sel_shared);
           }
           y.flush();
