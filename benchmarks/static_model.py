@@ -372,12 +372,22 @@ def floor_rows(kernels: Dict[str, List[tuple]]) -> List[dict]:
 #   before: scalar forward + scalar backward = grad_input kernel (its loop around MUFU.TANH,
 #           32 tanh per trip) + grad_weight kernel (likewise) + its dQ reduction on the FMA
 #           units, at least (T + 1) FFMA per tanh (a lower bound: its loop is not modelled);
-#   after:  tensor-core forward + the fused backward bwd_mma<t, KS>: per (o, c) and
-#           128-pixel tile, 8 warps x its per-pair loop (sigma, tanh, dsigma, dX: the loop
-#           around MUFU.TANH, 16 pixels x T tanh each; normalised to one pair by its HMMA count
-#           if ptxas unrolled it) + KS^2 dQ units x 8 pixel k-steps of its dQ loop (2 HMMA per
-#           k-step; likewise normalised).
-# Staging (im2col, Q, the col2im gather), barriers and occupancy are not modelled.
+#   after:  tensor-core forward + the fused backward bwd_mma<t, KS, tail>, per (o, c) pair and
+#           128-pixel tile (8 warps of 16 pixels):
+#           - odd square kernels with 2 or more output channels per block (kernels/
+#             backward_mma.cuh kPaired): the paired loop (two output channels a trip, taps
+#             0..T-2; normalised to one trip by its HMMA count if ptxas unrolled it) / 2, plus
+#             the code between it and the one-channel loop (the shared last-tap tile: tap T-1
+#             of the round's channels, and that loop's set-up), once per round of oct = min(Og,
+#             8) channels (the planner's oct on an H100/H200 for the SPEC shapes:
+#             kernels/planner.cuh bwd_mma_budgets keeps two blocks per SM);
+#           - otherwise (depthwise: one channel per block) the one-channel loop, all taps;
+#           - dQ: per channel, KS x ceil(tiles / 2) units of 8 pixel k16-steps (tiles: n8 tap
+#             tiles, T / 8 paired, ceil(T / 8) otherwise; a unit with two tiles runs the
+#             two-tile loop), plus KS shared-tile units per round; each loop normalised
+#             to one k-step.
+# Staging (im2col, Q, the col2im gather), the dQ units' accumulation into shared memory,
+# barriers and occupancy are not modelled.
 BWD_TILE_PIXELS = 128  # kernels/forward_mma.cuh: kMmaPixels
 FLOOR_TANH_PER_CLK, FLOOR_MMA_MACS_PER_CLK = 32, 2048
 
@@ -400,18 +410,87 @@ def fwdbwd_floor_per_tanh(T: int) -> float:
     return fwd + bwd
 
 
-def _pair_hmma(T: int, ks: int) -> int:
-    """HMMA per (o, c) pair and warp in the fused backward: sigma (KS per n8 tile with a real
-    column) and dX (2 per K n-pair with a real column, per uv k-step)."""
+def _single_hmma(T: int, ks: int) -> int:
+    """HMMA per output channel and warp in the one-channel loop: sigma (KS per n8 tile with a
+    real column) and dX (2 per K n-pair with a real column, per uv k16-step)."""
     n_np = math.ceil(T / 16)
     sigma = sum(ks * (1 + (16 * np_ + 8 < T)) for np_ in range(n_np))
     return sigma + n_np * 2 * math.ceil(T / 16)
+
+
+def _paired_hmma(T: int, ks: int) -> int:
+    """HMMA per trip (two output channels) of the paired loop: per tap tile j < T // 8, sigma
+    (2 KS) and dX (2 per K n-pair with a real column)."""
+    return (T // 8) * (2 * ks + 2 * math.ceil(T / 16))
+
+
+def _dq_loops(code: List[tuple]) -> Dict[str, tuple]:
+    """kind -> (counts, k-steps) of the fused backward's dQ loops (innermost loops with HMMA and
+    no MUFU.TANH): 'last' (B by plain ldmatrix: the shared tile), 'two' (two HMMA per step),
+    'one'; per kind the most unrolled loop."""
+    out: Dict[str, tuple] = {}
+    spans = _loop_spans(code)
+    inner = [b for a, e, b in spans if not any((a2, e2) != (a, e) and a <= a2 and e2 <= e for a2, e2, _ in spans)]
+    for body in inner:
+        c = count(body)
+        if not c["hmma"] or c["mufu_tanh"]:
+            continue
+        plain = sum(1 for i in body if "LDSM.16.M88" in i)
+        trans = sum(1 for i in body if "LDSM.16.MT88" in i)
+        if plain:
+            kind, steps = "last", plain
+        else:
+            steps = trans // 2
+            kind = "two" if c["hmma"] == 2 * steps else "one"
+        if steps and (kind not in out or steps > out[kind][1]):
+            out[kind] = (c, steps)
+    return out
+
+
+def _mufu_loop_spans(code: List[tuple]) -> List[tuple]:
+    spans = [s for s in _loop_spans(code) if any("MUFU.TANH" in i for i in s[2])]
+    inner = [s for s in spans if not any(o is not s and s[0] <= o[0] and o[1] <= s[1] for o in spans)]
+    return sorted(inner, key=lambda s: s[0])
+
+
+def fused_backward_cycles(code: List[tuple], T: int, og: int) -> Optional[dict]:
+    """SM cycles per (o, c) pair and 128-pixel tile of bwd_mma (see the comment above), with
+    the loops it counted; None if the SASS lacks them."""
+    ks = math.ceil((T + 1) / 16)
+    spans = _mufu_loop_spans(code)
+    dq = _dq_loops(code)
+    paired = T in (1, 9, 25, 49) and min(og, MMA_OCT) >= 2 and len(spans) >= 2 and T > 1
+    steps = BWD_TILE_PIXELS // 16
+    if paired:
+        (_, end_p, body_p), (start_s, _, _) = spans[0], spans[1]
+        cp = count(body_p)
+        per_trip = 1.0 / max(1, round(cp["hmma"] / _paired_hmma(T, ks)))
+        seg = count([i for a, i in code if end_p < a < start_s])
+        oct_ = min(og, MMA_OCT)
+        warp = _cycles(cp, per_trip) / 2 + _cycles(seg) / oct_
+        tiles, loop, extra = T // 8, cp, {"round": seg}
+    else:
+        if not spans:
+            return None
+        loop = count(spans[-1][2])
+        warp = _cycles(loop, 1.0 / max(1, round(loop["hmma"] / _single_hmma(T, ks))))
+        tiles, extra = math.ceil(T / 8), {}
+    need = (["two"] if tiles >= 2 else []) + (["one"] if tiles % 2 else []) + (["last"] if paired else [])
+    if any(k not in dq for k in need):
+        return None
+    per_step = {k: _cycles(c) / n for k, (c, n) in dq.items()}
+    dq_c = ks * steps * ((tiles // 2) * per_step.get("two", 0.0) + (tiles % 2) * per_step.get("one", 0.0))
+    if paired:
+        dq_c += ks * steps * per_step["last"] / min(og, MMA_OCT)
+    return {"tile_cycles": 8 * warp + dq_c, "loop": loop, "dq_cycles": dq_c, "paired": paired,
+            "dq_loops": {k: c for k, (c, _) in dq.items()}, **extra}
 
 
 def backward_rows(kernels: Dict[str, List[tuple]], fwd: List[dict]) -> List[dict]:
     rows = []
     for shape in SPEC_SHAPES:
         T, k = shape.k * shape.k, shape.k
+        og = shape.O // shape.groups
         for dtype, tname in (("bfloat16", "bf16"), ("float16", "half")):
             f = next(r for r in fwd if r["shape"] == shape.name and r["dtype"] == dtype)
             row = {"shape": shape.name, "dtype": dtype, "floor_cycles_per_tanh": fwdbwd_floor_per_tanh(T)}
@@ -426,18 +505,13 @@ def backward_rows(kernels: Dict[str, List[tuple]], fwd: List[dict]) -> List[dict
                                  "pct_of_floor": 100.0 * row["floor_cycles_per_tanh"] / (fwd_c + bwd_c)}
             ks = math.ceil((T + 1) / 16)
             name = f"bwd_mma<{tname}, {ks}, {(T - 1) // 8 if T in (1, 9, 25, 49) else -1}>"  # pick_bwd_mma
-            code = kernels.get(name, [])
-            pair = innermost_loop(code, "MUFU.TANH")
-            dq = innermost_loop(code, "HMMA", without="MUFU.TANH")
             fa = f.get("after")
-            if fa and pair and dq:
-                cp, cq = count(pair), count(dq)
-                per_kstep = 2.0 / max(cq["hmma"], 1)  # normalise an unrolled dQ loop to one k-step
-                per_pair = 1.0 / max(1, round(cp["hmma"] / _pair_hmma(T, ks)))  # an unrolled pair loop
-                tile_cycles = 8 * _cycles(cp, per_pair) + ks * ks * (BWD_TILE_PIXELS // 16) * _cycles(cq, per_kstep)
-                bwd_c = tile_cycles / (BWD_TILE_PIXELS * T)
+            b = fused_backward_cycles(kernels.get(name, []), T, og)
+            if fa and b:
+                bwd_c = b["tile_cycles"] / (BWD_TILE_PIXELS * T)
                 fwd_c = fa["cycles"] / (fa["floor_cycles"] * 32)
-                row["after"] = {"fwd": fa["kernel"], "bwd": name, "pair_loop": cp, "dq_loop": cq,
+                row["after"] = {"fwd": fa["kernel"], "bwd": name, "pair_loop": b["loop"], "paired": b["paired"],
+                                "round": b.get("round"), "dq_loops": b["dq_loops"], "dq_cycles": b["dq_cycles"],
                                 "fwd_cycles_per_tanh": fwd_c, "bwd_cycles_per_tanh": bwd_c,
                                 "pct_of_floor": 100.0 * row["floor_cycles_per_tanh"] / (fwd_c + bwd_c)}
             rows.append(row)
@@ -446,16 +520,22 @@ def backward_rows(kernels: Dict[str, List[tuple]], fwd: List[dict]) -> List[dict
 
 def backward_markdown(rows: List[dict]) -> str:
     out = ["| shape | dtype | f+b floor, SM cycles / tanh | before: fwd + bwd cycles / tanh | % of floor | "
-           "after: kernel | pair loop instr / HMMA / MUFU.TANH | dQ loop instr / HMMA | fwd + bwd cycles / tanh | "
-           "% of floor |",
-           "|---|---|---:|---:|---:|---|---|---|---:|---:|"]
+           "after: kernel | channel loop instr / HMMA / MUFU.TANH (per trip) | per round (shared tile) instr | "
+           "dQ cycles per pair and tile | fwd + bwd cycles / tanh | % of floor |",
+           "|---|---|---:|---:|---:|---|---|---|---:|---:|---:|"]
     for r in rows:
         b, a = r.get("before"), r.get("after")
         bs = (f"{b['fwd_cycles_per_tanh']:.3f} + {b['bwd_cycles_per_tanh']:.3f} | {b['pct_of_floor']:.0f}%"
               if b else "- | -")
-        as_ = (f"`{a['bwd']}` | {a['pair_loop']['instr']} / {a['pair_loop']['hmma']} / {a['pair_loop']['mufu_tanh']} | "
-               f"{a['dq_loop']['instr']} / {a['dq_loop']['hmma']} | {a['fwd_cycles_per_tanh']:.3f} + "
-               f"{a['bwd_cycles_per_tanh']:.3f} | {a['pct_of_floor']:.0f}%" if a else "- | - | - | - | -")
+        if a:
+            lp = a["pair_loop"]
+            kind = "paired" if a["paired"] else "one channel"
+            rnd = str(a["round"]["instr"]) if a.get("round") else "-"
+            as_ = (f"`{a['bwd']}` | {kind}: {lp['instr']} / {lp['hmma']} / {lp['mufu_tanh']} | {rnd} | "
+                   f"{a['dq_cycles']:.0f} | {a['fwd_cycles_per_tanh']:.3f} + {a['bwd_cycles_per_tanh']:.3f} | "
+                   f"{a['pct_of_floor']:.0f}%")
+        else:
+            as_ = "- | - | - | - | - | -"
         out.append(f"| {r['shape']} | {r['dtype']} | {r['floor_cycles_per_tanh']:.4f} | {bs} | {as_} |")
     return "\n".join(out) + "\n"
 

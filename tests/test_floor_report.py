@@ -121,3 +121,40 @@ def test_forward_loop_choice_follows_the_block_width():
     assert len(sm.innermost_loops(outer, "HMMA")) == 3
     # Older kernels: one loop, covering 8 output channels.
     assert sm.mma_forward_loop(_sass([general]), 1)[1] == 8
+
+
+def test_fused_backward_model_paired_and_one_channel():
+    """static_model.fused_backward_cycles: with 8 channels per round (T = 9) the paired loop per
+    two channels, the round's straight code (the shared last-tap tile) per 8 and the dQ loops
+    per k-step; one channel per block (depthwise) takes the one-channel loop and all tap tiles."""
+    from benchmarks import static_model as sm
+
+    code, addr = [], 0
+
+    def block(ops, loop):
+        nonlocal addr
+        start = addr
+        for op in ops:
+            code.append((addr, op))
+            addr += 16
+        if loop:
+            code.append((addr, f"@P0 BRA 0x{start:x}"))
+            addr += 16
+
+    hmma, mufu = "HMMA.16816.F32.BF16", "MUFU.TANH"
+    block(["LDSM.16.M88.4"] + [hmma] * 4 + [mufu] * 8 + ["FFMA"] * 59, True)  # paired: 73 instr
+    block([mufu] * 4 + [hmma] * 3 + ["IMAD"] * 73, False)  # the round's straight code: 80
+    block([hmma] * 4 + [mufu] * 6 + ["FFMA"] * 50, True)  # one channel: 61
+    block(["LDSM.16.MT88.4"] * 32 + [hmma] * 16, True)  # dQ 'one': 16 k-steps
+    block(["LDSM.16.MT88.4"] * 32 + [hmma] * 32, True)  # dQ 'two'
+    block(["LDSM.16.MT88.4"] * 16 + ["LDSM.16.M88.4"] * 16 + [hmma] * 16, True)  # dQ 'last'
+    paired = sm.fused_backward_cycles(code, 9, 64)
+    assert paired["paired"] and paired["round"]["instr"] == 80
+    # 8 warps x (73 / 4 / 2 + 80 / 4 / 8) + 8 k-steps x (2 cycles ('one') + 2 / 8 ('last'))
+    assert paired["tile_cycles"] == pytest.approx(8 * (73 / 8 + 20 / 8) + 8 * (2 + 2 / 8))
+    depthwise = sm.fused_backward_cycles(code, 9, 1)
+    assert not depthwise["paired"] and depthwise["loop"]["instr"] == 61
+    # 8 warps x 61 / 4 + 8 k-steps x 4 cycles ('two': tap tiles 0 and 1)
+    assert depthwise["tile_cycles"] == pytest.approx(8 * 61 / 4 + 8 * 4)
+    # A kernel without the dQ loop it needs is not modelled.
+    assert sm.fused_backward_cycles(code[:-49], 9, 64) is None

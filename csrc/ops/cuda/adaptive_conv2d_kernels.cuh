@@ -109,7 +109,7 @@ struct BackwardPlan {
   // workspaces above with the same meaning; the x_* / w_* kernel fields are unused.
   bool mma = false;
   int mma_ks = 0, m_oct = 1, m_rounds = 1, m_smem = 0;
-  int m_off_q = 0, m_off_col = 0, m_off_ds = 0;  // shared-memory carve-up, bytes
+  int m_off_q = 0, m_off_col = 0, m_off_dl = 0, m_off_ds = 0;  // shared-memory carve-up, bytes
 };
 
 // Return false (and a reason) when the problem cannot be run by these kernels

@@ -4,22 +4,33 @@
 // mma.sync m16n8k16 with fp32 accumulators, K padded to 16 * KS as in forward_mma.cuh:
 //   sigma [pixels x uv]  = patch [pixels x K] . Q^T          (beta: the patch's ones column)
 //   dX    [pixels x K]  += dsigma [pixels x uv] . Q [uv x K]  (plus the direct term g * t)
-//   dQ    [uv x K]      += dsigma^T [uv x pixels] . patch     (column T: grad_beta)
+//   dQ^T  [K x uv]      += patch^T [K x pixels] . dsigma      (row T: grad_beta)
 // with dsigma = g * X * (1 - t^2): 1 - t^2 in fp32 from the C fragment of sigma, the products
-// in packed 16-bit (dsigma_tile). The C fragment of an m16n8 pair is the A fragment of the
-// next m16k16 step, so dsigma feeds the dX GEMM straight from registers; the dQ GEMM reduces over pixels, so dsigma goes through
-// shared memory and comes back transposed (ldmatrix.trans), like the patch and Q^T.
+// in packed 16-bit (dsigma_tile). The C fragment of an m16n8 tile is half of the A fragment
+// of an m16k16 step, so dsigma feeds the dX GEMM straight from registers; the dQ GEMM
+// reduces over pixels, so dsigma goes through shared memory and comes back by ldmatrix.trans.
+//
+// Taps in n8 tiles waste columns: T = 9 is one full tile and one with a single real tap. For
+// odd square kernels (T = 8 kTail + 1) with 2 or more output channels per round (kPaired),
+// channels run in pairs over taps 0..T-2 (kTail full tiles; one dX k16 step takes tile j of
+// both channels: A = [dsigma(ol) | dsigma(ol + 1)], B = their Q rows stacked), and tap T - 1
+// of all the round's channels is one shared n8 tile, as in the forward: sigma's columns are
+// the 8 channels, dX's k16 step has the channels as k (8-15: zero rows) and its dQ unit has
+// them as N. Odd channel counts leave one channel to the one-channel loop, all taps.
 //
 // Block = (absolute input channel c', split s). It walks over the tiles (n, tile) = s,
 // s + S, ... and, per tile, over the output channels of c's group in rounds of oct:
 //   1. im2col of the tile, [Pp][16 KS + 8] 16-bit (zero rows past the tile or the output);
 //   2. per round: stage Q/beta of the oct pairs (forward_mma's layout); each warp, for its
-//      16 pixels and every pair: sigma (A = ldmatrix of the im2col), tanh, dsigma to shared
-//      memory, dX += dsigma . Q (B = ldmatrix.trans of Q) in registers across all pairs;
-//   3. per round: the dQ GEMM, units (pair, uv m-tile, K n-pair) dealt to the warps in a
-//      fixed order; each unit sums over the tile's pixels and adds its fragment to the
-//      block's fp32 dQ accumulator in shared memory, [Og][T][T + 1]: every element has one
-//      owner lane, so the sums are in a fixed order (no atomics);
+//      16 pixels: the paired loop and the shared tile (kPaired), then the one-channel loop:
+//      sigma (A = ldmatrix of the im2col), tanh, dsigma to shared memory ([oct][Pp][16 KS +
+//      8], the shared tile's [8][Pp + 8]), dX += dsigma . Q (B = ldmatrix.trans of Q) in
+//      registers across all channels;
+//   3. per round: the dQ GEMM, units (channel, K m-tile, pair of n8 tap tiles) and the shared
+//      tile's (K m-tile) dealt to the warps in a fixed order; each unit sums over the tile's
+//      pixels and adds its fragment to the block's fp32 dQ accumulator in shared memory,
+//      [Og][T][T + 1]: every element has one owner lane, so the sums are in a fixed order
+//      (no atomics);
 //   4. dX of the tile to shared memory, [T][Pp] fp32, then each thread sums the input box
 //      cells it owns over the taps in a fixed order (col2im as a gather, no atomics) and
 //      writes them out like the scalar grad_input kernel: plain stores (one tile covers
@@ -41,7 +52,7 @@ namespace {
 struct BwdMmaCfg {
   int toh, tow, P, Pp, bh, bw, box, tiles_h, tiles_w;
   int oct, rounds, splits, work_items;
-  int off_q, off_col, off_ds;  // bytes from the start of shared memory (dQ accumulator at 0)
+  int off_q, off_col, off_dl, off_ds;  // bytes from the start of shared memory (dQ accumulator at 0)
   int dx_mode, dw_mode;        // DxMode, DwMode
   long long items;             // C * splits
 };
@@ -59,9 +70,9 @@ struct BwdPackedTanh {
 };
 
 // dsigma and the direct dX term of one m16n8 tile of sigma (c, fp32): x01 / x23 hold the
-// patch X at the same (pixel, column) places (pixel rows gq and gq + 8), g0 / g1 the output
-// gradients of those pixels and gg0 / gg1 the same, packed twice as 16-bit pairs. Adds g * t
-// to dxd and returns dsigma packed as 16-bit pairs. 1 - t^2 is formed in fp32 (from a 16-bit
+// patch X at the same (pixel, column) places (pixel rows gq and gq + 8), gv the output
+// gradients of the four elements and gg0 / gg1 the same as 16-bit pairs (elements 0, 1 / 2,
+// 3). Adds g * t to dxd and returns dsigma packed as 16-bit pairs. 1 - t^2 is formed in fp32 (from a 16-bit
 // t it would cancel), then dsigma = (g * X) * (1 - t^2) in packed 16-bit products: 2 mul.rn
 // x2 per pair instead of unpacking X and 4 FMUL, the pair being packed for the dX mma anyway.
 // first_col_only: the tile's only real column is its first (T = 8 tile + 1, the last tile
@@ -69,7 +80,7 @@ struct BwdPackedTanh {
 // dsigma nothing reads (Q rows >= T are 0, dQ rows >= T are dropped), so only elements 0
 // and 2 are computed (one packed tanh, or two scalar ones) and the others are set to 0.
 template <typename scalar_t>
-__device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, uint32_t x23, float g0, float g1,
+__device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, uint32_t x23, const float (&gv)[4],
                                             uint32_t gg0, uint32_t gg1, bool first_col_only, float (&dxd)[4],
                                             uint32_t& ds01, uint32_t& ds23) {
   float t[4];
@@ -85,8 +96,8 @@ __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, u
     const uint32_t omt02 = ptx::pack2f<scalar_t>(__fmaf_rn(-t[0], t[0], 1.f), __fmaf_rn(-t[2], t[2], 1.f));
     const uint32_t gx02 = ptx::hmul2<scalar_t>((gg0 & 0xffffu) | (gg1 << 16), (x01 & 0xffffu) | (x23 << 16));
     const uint32_t ds02 = ptx::hmul2<scalar_t>(gx02, omt02);
-    dxd[0] = __fmaf_rn(g0, t[0], dxd[0]);
-    dxd[2] = __fmaf_rn(g1, t[2], dxd[2]);
+    dxd[0] = __fmaf_rn(gv[0], t[0], dxd[0]);
+    dxd[2] = __fmaf_rn(gv[2], t[2], dxd[2]);
     ds01 = ds02 & 0xffffu;
     ds23 = ds02 >> 16;
     return;
@@ -103,20 +114,53 @@ __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, u
     for (int i = 0; i < 4; ++i) t[i] = ptx::tanh_f32(c[i]);
   }
   float omt[4];
-  const float gg[4] = {g0, g0, g1, g1};
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     omt[i] = __fmaf_rn(-t[i], t[i], 1.f);
-    dxd[i] = __fmaf_rn(gg[i], t[i], dxd[i]);
+    dxd[i] = __fmaf_rn(gv[i], t[i], dxd[i]);
   }
   ds01 = ptx::hmul2<scalar_t>(ptx::hmul2<scalar_t>(gg0, x01), ptx::pack2f<scalar_t>(omt[0], omt[1]));
   ds23 = ptx::hmul2<scalar_t>(ptx::hmul2<scalar_t>(gg1, x23), ptx::pack2f<scalar_t>(omt[2], omt[3]));
 }
 
+// One k16 step of dX: dxacc[n8 tile] += ds . B over the K n-pairs with a real column (< T),
+// B = 16 rows of Q (k) x K by ldmatrix.trans from this lane's row address qb (+ 16 per pair).
+template <typename scalar_t, int KS>
+__device__ __forceinline__ void dx_step(float (&dxacc)[2 * KS][4], const uint32_t (&ds)[4], const scalar_t* qb, int T) {
+#pragma unroll
+  for (int jp = 0; jp < KS; ++jp) {
+    if (16 * jp >= T) break;  // dX columns >= T (beta, padding) are not needed
+    uint32_t b[4];
+    ptx::ldmatrix_x4_trans(b, qb + 16 * jp);
+    ptx::mma_m16n8k16<scalar_t>(dxacc[2 * jp], ds, b[0], b[1]);
+    ptx::mma_m16n8k16<scalar_t>(dxacc[2 * jp + 1], ds, b[2], b[3]);
+  }
+}
+
+// One dQ unit: acc[h] += A . B over ksteps k16 steps of pixels, A = patch^T (ldmatrix.trans
+// at pa, + astep per step), B = two n8 tiles of dsigma [pixels][taps] (kTransB) or one of the
+// shared tile's [8 output channels][pixels] (ldmatrix, + bstep per step); kTwo: both n8 tiles.
+// Instantiated per kind so that the loop has no per-step tests.
+template <typename scalar_t, bool kTransB, bool kTwo>
+__device__ __forceinline__ void dq_unit(float (&acc)[2][4], const scalar_t* pa, int astep, const scalar_t* pb,
+                                        int bstep, int ksteps) {
+  for (int kp = 0; kp < ksteps; ++kp, pa += astep, pb += bstep) {
+    uint32_t af[4], bf[4];
+    ptx::ldmatrix_x4_trans(af, pa);
+    if constexpr (kTransB) {
+      ptx::ldmatrix_x4_trans(bf, pb);
+    } else {
+      ptx::ldmatrix_x4(bf, pb);
+    }
+    ptx::mma_m16n8k16<scalar_t>(acc[0], af, bf[0], bf[1]);
+    if constexpr (kTwo) ptx::mma_m16n8k16<scalar_t>(acc[1], af, bf[2], bf[3]);
+  }
+}
+
 // Min. blocks per SM = 1: no register cap below 255 (see forward_mma.cuh). kTail >= 0: the
 // kernel for T = 8 kTail + 1 exactly (odd square kernels, as in forward_mma.cuh), with the
-// tile counts and the one-column last tile known at compile time; kTail = -1: any T with
-// T + 1 <= 16 KS.
+// tile counts and the one-column last tile known at compile time, and the paired loop and
+// shared tile (kPaired); kTail = -1: any T with T + 1 <= 16 KS, the one-channel loop only.
 template <typename scalar_t, int KS, int kTail>
 __global__ void __launch_bounds__(kThreads, 1)
 adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t* __restrict__ grad_out,
@@ -126,10 +170,12 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
                                double* __restrict__ ws_w, double* __restrict__ ws_kb) {
   static_assert(kTail < 0 || 8 * kTail + 2 <= mma_k(KS), "T + 1 must fit in K");
   constexpr int kK = mma_k(KS), kRow = mma_row(KS);
+  constexpr bool kPaired = kTail >= 0;  // pairs of output channels + the shared last-tap tile
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* const dq = reinterpret_cast<float*>(smem_raw);                         // [Og][T][T + 1]
   scalar_t* const qs = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_q);       // [oct][kK][kRow]
   scalar_t* const col = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_col);    // [Pp][kRow]
+  scalar_t* const dls = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_dl);     // [8][Pp + 8]
   scalar_t* const dss = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_ds);     // [oct][Pp][kRow]
   float* const dxs = reinterpret_cast<float*>(smem_raw + cfg.off_ds);           // [T][Pp] (after the rounds)
   const int T = kTail >= 0 ? 8 * kTail + 1 : g.T, T1 = T + 1;
@@ -142,8 +188,13 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
   const int brow = ((lane & 7) + 8 * (lane >> 4)) * kRow + 8 * ((lane >> 3) & 1);  // B = Q (as forward)
   const int arow = (warp * 16 + lr + 8 * (li & 1)) * kRow + 8 * (li >> 1);        // A = im2col rows
   const int qtrow = (lr + 8 * (li & 1)) * kRow + 8 * (li >> 1);                   // B = Q^T (trans)
-  const int dstrow = (lr + 8 * (li >> 1)) * kRow + 8 * (li & 1);                  // A = dsigma^T (trans)
-  const int ptrow = (lr + 8 * (li & 1)) * kRow + 8 * (li >> 1);                   // B = patch (trans)
+  const int dstrow = (lr + 8 * (li >> 1)) * kRow + 8 * (li & 1);                  // A = patch^T (trans)
+  const int ptrow = (lr + 8 * (li & 1)) * kRow + 8 * (li >> 1);                   // B = dsigma (trans)
+  // Paired loop: matrices 0, 1 from output channel ol, 2, 3 from ol + 1 (8 rows each).
+  const int pbrow = (li >> 1) * kK * kRow + lr * kRow + 8 * (li & 1);              // B = Q (two channels)
+  const int pqtrow = (li & 1) * kK * kRow + lr * kRow + 8 * (li >> 1);             // B = Q^T (trans, two)
+  const int dlw = cfg.Pp + 8;                                                      // dls row stride: 8 rows, 8 banks apart
+  const int dlrow = lr * dlw + 8 * (li & 1);                                       // B = dls (shared tile)
 
   for (long long item = blockIdx.x; item < cfg.items; item += gridDim.x) {
     const int c_abs = static_cast<int>(item % g.C);
@@ -193,15 +244,17 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
       float dxacc[2 * KS][4];  // dX of the lane's pixels, n8 tiles of K, summed over all pairs
 #pragma unroll
       for (int j = 0; j < 2 * KS; ++j) dxacc[j][0] = dxacc[j][1] = dxacc[j][2] = dxacc[j][3] = 0.f;
+      float dlast[4] = {0.f, 0.f, 0.f, 0.f};  // direct term g * t of the shared tile, per element (kPaired)
 
       for (int r = 0; r < cfg.rounds; ++r) {
         const int o0 = r * cfg.oct;
         const int oct_a = min(cfg.oct, g.Og - o0);
+        const int n_paired = kPaired ? (oct_a & ~1) : 0;  // output channels of the paired loop and shared tile
         if (!q_staged || cfg.rounds > 1) {
           stage_q_mma<KS>(qs, weight, kbias, g, gi * g.Og + o0, oct_a, cl, 1);
           q_staged = true;
         }
-        __syncthreads();  // col, qs staged; the previous round's dQ readers of dss are done
+        __syncthreads();  // col, qs staged; the previous round's dQ readers of dss / dls are done
 
         // 2. sigma, dsigma, dX per warp.
         if (warp_active) {
@@ -209,12 +262,99 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
 #pragma unroll
           for (int ks = 0; ks < KS; ++ks) ptx::ldmatrix_x4(a[ks], col + arow + 16 * ks);
           const int hw = g.Ho * g.Wo;
-          const scalar_t* gop = grad_out + (n * g.O + gi * g.Og + o0) * hw;  // output channel o0 + ol
-#pragma unroll (KS <= 2 ? 2 : 1)  // two pairs a trip: the g loads and addresses amortise; K >= 48 would need > 255 registers
-          for (int ol = 0; ol < oct_a; ++ol, gop += hw) {
-            const scalar_t zero = ptx::from_float<scalar_t>(0.f);
-            const scalar_t gh0 = gofs[0] >= 0 ? ldg(gop + gofs[0]) : zero, gh1 = gofs[1] >= 0 ? ldg(gop + gofs[1]) : zero;
+          const scalar_t zero = ptx::from_float<scalar_t>(0.f);
+          // grad_out of output channel o0 at this lane's pixels (a valid address for invalid ones).
+          const scalar_t* const gob = grad_out + (n * g.O + gi * g.Og + o0) * hw;
+          const scalar_t* gp[2] = {gob + max(gofs[0], 0), gob + max(gofs[1], 0)};
+
+          if constexpr (kPaired) {
+            // 2a. Output channels (ol, ol + 1), taps 0 .. T - 2: per n8 tile j of taps, sigma of
+            // both, then one k16 step of dX with A = [dsigma(ol) | dsigma(ol + 1)] and B = their
+            // Q rows 8 j .. 8 j + 7 stacked.
+            // g of output channels 2 tq + e (this lane's columns of the shared tile) at rows gq / gq +
+            // 8, each twice as a 16-bit pair (the dsigma products' operand); the quad's lane tq = pi
+            // holds those of pair pi, which the paired loop takes by shuffles instead of loads.
+            uint32_t g2[2][2];  // [row r][e]
+#pragma unroll
+            for (int r = 0; r < 2; ++r)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                const scalar_t h = gofs[r] >= 0 && 2 * tq + e < n_paired ? ldg(gp[r] + (2 * tq + e) * hw) : zero;
+                g2[r][e] = ptx::pack2(h, h);
+              }
+            const scalar_t* q = qs;
+            scalar_t* dso = dss + (warp * 16 + gq) * kRow + 2 * tq;
+#pragma unroll 1  // one trip = two channels; unrolled, ptxas adds a peeled trip the static model cannot place
+            for (int ol = 0, src = lane & ~3; ol < n_paired; ol += 2, ++src, q += 2 * kK * kRow, dso += 2 * cfg.Pp * kRow) {
+              float gv[2][4];
+              uint32_t gg[2][2];
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {  // output channel ol + e
+                gg[e][0] = ptx::shfl_idx(g2[0][e], src);
+                gg[e][1] = ptx::shfl_idx(g2[1][e], src);
+                gv[e][0] = gv[e][1] = ptx::lo_float<scalar_t>(gg[e][0]);
+                gv[e][2] = gv[e][3] = ptx::lo_float<scalar_t>(gg[e][1]);
+              }
+#pragma unroll
+              for (int j = 0; j < kTail; ++j) {
+                float c[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+                for (int ks = 0; ks < KS; ++ks) {
+                  uint32_t b[4];
+                  ptx::ldmatrix_x4(b, q + pbrow + 8 * j * kRow + 16 * ks);
+                  ptx::mma_m16n8k16<scalar_t>(c[0], a[ks], b[0], b[1]);
+                  ptx::mma_m16n8k16<scalar_t>(c[1], a[ks], b[2], b[3]);
+                }
+                uint32_t ds[4];  // A fragment: dsigma of ol (k 0-7), of ol + 1 (k 8-15)
+                const uint32_t x01 = a[j / 2][2 * (j % 2)], x23 = a[j / 2][2 * (j % 2) + 1];
+                dsigma_tile<scalar_t>(c[0], x01, x23, gv[0], gg[0][0], gg[0][1], false, dxacc[j], ds[0], ds[1]);
+                dsigma_tile<scalar_t>(c[1], x01, x23, gv[1], gg[1][0], gg[1][1], false, dxacc[j], ds[2], ds[3]);
+                *reinterpret_cast<uint32_t*>(dso + 8 * j) = ds[0];
+                *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 8 * j) = ds[1];
+                *reinterpret_cast<uint32_t*>(dso + cfg.Pp * kRow + 8 * j) = ds[2];
+                *reinterpret_cast<uint32_t*>(dso + (cfg.Pp + 8) * kRow + 8 * j) = ds[3];
+                dx_step<scalar_t, KS>(dxacc, ds, q + pqtrow + 8 * j * kRow, T);
+              }
+            }
+            // 2b. The shared tile: tap T - 1 of output channels o0 + 0..7 as the 8 columns (those
+            // >= n_paired read Q row T, which is 0, and have g = 0). dsigma goes to dls [8][Pp + 8]
+            // for dQ; dX += dsigma . Q[o][T - 1][K] with k = o (k 8-15: Q row T, 0).
+            if (n_paired > 0) {
+              const scalar_t* const qlast = lr < n_paired ? qs + (lr * kK + T - 1) * kRow : qs + T * kRow;
+              float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+              for (int ks = 0; ks < KS; ks += 2) {
+                uint32_t b[4];
+                ptx::ldmatrix_x4(b, qlast + 16 * min(ks + (li >> 1), KS - 1) + 8 * (li & 1));
+                ptx::mma_m16n8k16<scalar_t>(c, a[ks], b[0], b[1]);
+                if (ks + 1 < KS) ptx::mma_m16n8k16<scalar_t>(c, a[ks + 1], b[2], b[3]);
+              }
+              const float gv[4] = {ptx::lo_float<scalar_t>(g2[0][0]), ptx::lo_float<scalar_t>(g2[0][1]),
+                                   ptx::lo_float<scalar_t>(g2[1][0]), ptx::lo_float<scalar_t>(g2[1][1])};
+              const uint32_t gg0 = (g2[0][0] & 0xffffu) | (g2[0][1] << 16), gg1 = (g2[1][0] & 0xffffu) | (g2[1][1] << 16);
+              // X of tap T - 1 at rows gq, gq + 8, twice (the same for both columns).
+              const scalar_t x0 = col[(warp * 16 + gq) * kRow + T - 1], x1 = col[(warp * 16 + gq + 8) * kRow + T - 1];
+              uint32_t ds[4] = {0u, 0u, 0u, 0u};
+              dsigma_tile<scalar_t>(c, ptx::pack2(x0, x0), ptx::pack2(x1, x1), gv, gg0, gg1, false, dlast, ds[0], ds[1]);
+              scalar_t* const dl = dls + (2 * tq) * dlw + warp * 16 + gq;
+              dl[0] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[0] & 0xffffu));
+              dl[dlw] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[0] >> 16));
+              dl[8] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[1] & 0xffffu));
+              dl[dlw + 8] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[1] >> 16));
+              const scalar_t* const qt = (li & 1) ? qs + T * kRow : qlast;  // k 8-15: the zero row
+              dx_step<scalar_t, KS>(dxacc, ds, qt + 8 * (li >> 1), T);
+            }
+            gp[0] += n_paired * hw;
+            gp[1] += n_paired * hw;
+          }
+
+          // 2c. The other output channels one at a time, all taps: uv 16 np .. 16 np + 15 as one
+          // k16 step of dX.
+#pragma unroll(KS <= 2 && !kPaired ? 2 : 1)  // two a trip: the g loads and addresses amortise; K >= 48 would need > 255 registers
+          for (int ol = n_paired; ol < oct_a; ++ol, gp[0] += hw, gp[1] += hw) {
+            const scalar_t gh0 = gofs[0] >= 0 ? ldg(gp[0]) : zero, gh1 = gofs[1] >= 0 ? ldg(gp[1]) : zero;
             const float g0 = ptx::to_float(gh0), g1 = ptx::to_float(gh1);
+            const float gv[4] = {g0, g0, g1, g1};
             const uint32_t gg0 = ptx::pack2(gh0, gh0), gg1 = ptx::pack2(gh1, gh1);
             const scalar_t* const q = qs + ol * kK * kRow;
             scalar_t* const dso = dss + (ol * cfg.Pp + warp * 16 + gq) * kRow + 2 * tq;
@@ -231,9 +371,9 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
                 if (hi_tile) ptx::mma_m16n8k16<scalar_t>(c_hi, a[ks], b[2], b[3]);
               }
               uint32_t ds[4] = {0u, 0u, 0u, 0u};  // A fragment of dsigma: rows gq / gq + 8, uv lo / hi
-              dsigma_tile<scalar_t>(c_lo, a[np][0], a[np][1], g0, g1, gg0, gg1, T - 16 * np == 1, dxacc[2 * np], ds[0], ds[1]);
+              dsigma_tile<scalar_t>(c_lo, a[np][0], a[np][1], gv, gg0, gg1, T - 16 * np == 1, dxacc[2 * np], ds[0], ds[1]);
               if (hi_tile) {
-                dsigma_tile<scalar_t>(c_hi, a[np][2], a[np][3], g0, g1, gg0, gg1, T - 16 * np - 8 == 1, dxacc[2 * np + 1], ds[2],
+                dsigma_tile<scalar_t>(c_hi, a[np][2], a[np][3], gv, gg0, gg1, T - 16 * np - 8 == 1, dxacc[2 * np + 1], ds[2],
                                       ds[3]);
               }
               *reinterpret_cast<uint32_t*>(dso + 16 * np) = ds[0];
@@ -241,45 +381,61 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
               *reinterpret_cast<uint32_t*>(dso + 16 * np + 8) = ds[2];
               *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 16 * np + 8) = ds[3];
               // dX += dsigma[:, uv 16 np ..] . Q[uv 16 np .., K]: Q rows uv >= T are 0.
-#pragma unroll
-              for (int jp = 0; jp < KS; ++jp) {
-                if (16 * jp >= T) break;  // dX columns >= T (beta, padding) are not needed
-                uint32_t b[4];
-                ptx::ldmatrix_x4_trans(b, q + qtrow + 16 * np * kRow + 16 * jp);
-                ptx::mma_m16n8k16<scalar_t>(dxacc[2 * jp], ds, b[0], b[1]);
-                ptx::mma_m16n8k16<scalar_t>(dxacc[2 * jp + 1], ds, b[2], b[3]);
-              }
+              dx_step<scalar_t, KS>(dxacc, ds, q + qtrow + 16 * np * kRow, T);
             }
           }
         }
-        __syncthreads();  // dsigma of every pixel of the tile is in dss
+        __syncthreads();  // dsigma of every pixel of the tile is in dss (and dls)
 
-        // 3. dQ[uv, K] += dsigma^T . patch over the tile's pixels, one unit per warp at a time.
+        // 3. dQ^T[K, uv] += patch^T . dsigma over the tile's pixels (M = K, N = taps), one unit
+        // per warp at a time: (output channel, K m-tile, pair of n8 tap tiles), then, with the
+        // shared tile, (K m-tile) with N = the 8 output channels at tap T - 1.
         const int ksteps = (cfg.P + 15) / 16;
-        for (int u = warp; u < oct_a * KS * KS; u += kMmaWarps) {
-          const int ol = u / (KS * KS), mi = (u / KS) % KS, nj = u % KS;
-          if (16 * mi >= T || 16 * nj > T) continue;  // only padding rows / columns
+        const int tiles_all = (T + 7) / 8, jpairs = (tiles_all + 1) / 2;
+        const int units = oct_a * KS * jpairs, units_all = units + (n_paired > 0 ? KS : 0);
+        for (int u = warp; u < units_all; u += kMmaWarps) {
+          const bool last_tap = u >= units;
+          const int ol = last_tap ? 0 : u / (KS * jpairs);
+          const int mi = last_tap ? u - units : (u / jpairs) % KS, jp = last_tap ? 0 : u % jpairs;
+          const int ntiles = last_tap ? 1 : (ol < n_paired ? T / 8 : tiles_all);  // kPaired: T / 8 = kTail
+          if (2 * jp >= ntiles || 16 * mi >= T1) continue;
           float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-          const scalar_t* const dsb = dss + ol * cfg.Pp * kRow + dstrow + 16 * mi;
-          const scalar_t* const pb = col + ptrow + 16 * nj;
-          for (int kp = 0; kp < ksteps; ++kp) {
-            uint32_t af[4], bf[4];
-            ptx::ldmatrix_x4_trans(af, dsb + 16 * kp * kRow);
-            ptx::ldmatrix_x4_trans(bf, pb + 16 * kp * kRow);
-            ptx::mma_m16n8k16<scalar_t>(acc[0], af, bf[0], bf[1]);
-            ptx::mma_m16n8k16<scalar_t>(acc[1], af, bf[2], bf[3]);
+          const scalar_t* const pa = col + dstrow + 16 * mi;
+          if (last_tap) {
+            dq_unit<scalar_t, false, false>(acc, pa, 16 * kRow, dls + dlrow, 16, ksteps);
+          } else if (2 * jp + 1 < ntiles) {
+            dq_unit<scalar_t, true, true>(acc, pa, 16 * kRow, dss + ol * cfg.Pp * kRow + ptrow + 16 * jp, 16 * kRow, ksteps);
+          } else {
+            dq_unit<scalar_t, true, false>(acc, pa, 16 * kRow, dss + ol * cfg.Pp * kRow + ptrow + 16 * jp, 16 * kRow, ksteps);
           }
-          float* const dqo = dq + (o0 + ol) * T * T1;
+          // Element (h, e): K column k, N column ncol = 8 h + 2 tq + (e & 1) (a tap, or an output
+          // channel of the shared tile), at dq[base + ncol * nstride + k] when ncol < nlim.
+          const int nlim = last_tap ? n_paired : min(T - 16 * jp, 8 * (ntiles - 2 * jp));
+          const int base = last_tap ? (o0 * T + T - 1) * T1 : ((o0 + ol) * T + 16 * jp) * T1;
+          const int nstride = last_tap ? T * T1 : T1;
 #pragma unroll
           for (int h = 0; h < 2; ++h)
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-              const int uv = 16 * mi + gq + 8 * (e >> 1), k = 16 * nj + 8 * h + 2 * tq + (e & 1);
-              if (uv < T && k < T1) dqo[uv * T1 + k] += acc[h][e];
+              const int k = 16 * mi + gq + 8 * (e >> 1), ncol = 8 * h + 2 * tq + (e & 1);
+              if (ncol < nlim && k < T1) dq[base + ncol * nstride + k] += acc[h][e];
             }
         }
       }
 
+      if constexpr (kPaired) {  // the shared tile's direct term: column T - 1, summed over the quad
+        if (warp_active) {
+          float s0 = dlast[0] + dlast[1], s1 = dlast[2] + dlast[3];
+          s0 += ptx::shfl_xor(s0, 1);
+          s1 += ptx::shfl_xor(s1, 1);
+          s0 += ptx::shfl_xor(s0, 2);
+          s1 += ptx::shfl_xor(s1, 2);
+          if (tq == 0) {
+            dxacc[kTail][0] += s0;
+            dxacc[kTail][2] += s1;
+          }
+        }
+      }
       // 4. dX of the tile: [T][Pp] in shared memory, then each box cell sums its taps.
       __syncthreads();  // the dQ readers of dss (which dxs overlays) are done
       if (warp_active) {

@@ -225,6 +225,7 @@ cudaError_t launch_backward_mma(const AdaptiveConvShape& s, const BackwardPlan& 
   c.work_items = static_cast<int>(s.N * t.tiles_h * t.tiles_w);
   c.off_q = plan.m_off_q;
   c.off_col = plan.m_off_col;
+  c.off_dl = plan.m_off_dl;
   c.off_ds = plan.m_off_ds;
   c.dx_mode = static_cast<int>(plan.dx_mode);
   c.dw_mode = static_cast<int>(plan.dw_mode);

@@ -53,6 +53,19 @@ std::vector<int64_t> budgets(const DevLimits& d) {
   return b;
 }
 
+// Budgets of the fused tensor-core backward. Its registers (96-255 per thread) allow at most
+// two blocks per SM, so the largest budget that still lets two blocks share an SM comes
+// first (an SM's shared memory is the per-block opt-in + 1 KB reserved per block): more
+// output channels per round cost shared memory but save per-round work, and with oct >= 2
+// the odd square kernels run the paired loop and the shared last-tap tile.
+std::vector<int64_t> bwd_mma_budgets(const DevLimits& d) {
+  const int64_t two_per_sm = (d.optin + 1024) / 2 - 1024;
+  if (two_per_sm <= kDefaultSmem) return budgets(d);
+  std::vector<int64_t> b{two_per_sm};
+  if (d.optin > two_per_sm) b.push_back(d.optin);
+  return b;
+}
+
 // An output tile of toh x tow pixels and its input box; false when the box is too large.
 bool make_tile(const AdaptiveConvShape& s, int64_t toh, int64_t tow, TileGeom* t) {
   const int64_t bh = (toh - 1) * s.sH + (s.kH - 1) * s.dH + 1;
@@ -256,7 +269,8 @@ void plan_dw_reduction(int64_t base, int64_t work, int sms, bool deterministic, 
 // The fused tensor-core backward (kernels/backward_mma.cuh): float16/bfloat16, both
 // gradients wanted, T + 1 <= 64, 32-bit indexing (workspaces included), and the block's
 // fp32 dQ accumulator [Og][T][T + 1] in shared memory next to Q [oct][16 ks][16 ks + 8],
-// the im2col [Pp][16 ks + 8] and dsigma [oct][Pp][16 ks + 8] (16-bit), which dX [T][Pp]
+// the im2col [Pp][16 ks + 8], the shared last-tap dsigma [8][Pp + 8] and dsigma
+// [oct][Pp][16 ks + 8] (16-bit), which dX [T][Pp]
 // (fp32) overlays. Returns false when it does not apply or nothing fits (the caller then
 // plans the scalar kernels).
 bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool deterministic, BackwardPlan* plan) {
@@ -266,15 +280,16 @@ bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool det
   const int64_t row = mma_row(static_cast<int>(ks)), kk = mma_k(static_cast<int>(ks));
   const int64_t dq_bytes = align_up(Og * T * (T + 1) * 4, 16);
   const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, kMmaOct));
-  int64_t off_q = 0, off_col = 0, off_ds = 0;
+  int64_t off_q = 0, off_col = 0, off_dl = 0, off_ds = 0;
   auto bytes_of = [&](const TileGeom& t, int64_t oct) {
     const int64_t pp = align_up(int64_t(t.toh) * t.tow, 16);
     off_q = dq_bytes;
     off_col = off_q + align_up(oct * kk * row * 2, 16);
-    off_ds = off_col + align_up(pp * row * 2, 16);
+    off_dl = off_col + align_up(pp * row * 2, 16);
+    off_ds = off_dl + align_up(kMmaOct * (pp + 8) * 2, 16);
     return off_ds + align_up(std::max(oct * pp * row * 2, T * pp * 4), 16);
   };
-  const bool found = search_plans(T, tile_sequence(s, kMmaPixels), budgets(dl), oct_max,
+  const bool found = search_plans(T, tile_sequence(s, kMmaPixels), bwd_mma_budgets(dl), oct_max,
                                   [&](const TileGeom& t, int64_t budget, int64_t oct, int64_t tt) {
     if (tt != T || bytes_of(t, oct) > budget) return false;
     plan->xtile = t;
@@ -283,6 +298,7 @@ bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool det
     plan->m_smem = static_cast<int>(bytes_of(t, oct));
     plan->m_off_q = static_cast<int>(off_q);
     plan->m_off_col = static_cast<int>(off_col);
+    plan->m_off_dl = static_cast<int>(off_dl);
     plan->m_off_ds = static_cast<int>(off_ds);
     return true;
   });

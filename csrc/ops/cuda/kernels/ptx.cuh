@@ -6,6 +6,7 @@
 //   tanh2<T>         tanh.approx.{f16x2,bf16x2} (bf16x2 needs sm_90: two tanh.approx.f32 before)
 //   tanh_f32         tanh.approx.f32
 //   shfl_xor         shfl.sync.bfly.b32 over the full warp
+//   shfl_idx         shfl.sync.idx.b32 over the full warp (source lane per lane)
 //   hmul2<T>         mul.rn.f16x2 / fma.rn.bf16x2 with -0 (bf16x2 mul needs sm_90; the fma is sm_80)
 //   hfma2<T>         fma.rn.{f16x2,bf16x2}
 //   hmin2_nan<T>     min.NaN.{f16x2,bf16x2} (a NaN operand gives NaN)
@@ -252,6 +253,13 @@ __device__ __forceinline__ uint32_t hmin2_nan<__nv_bfloat16>(uint32_t a, uint32_
 __device__ __forceinline__ float shfl_xor(float v, int mask) {
 #if defined(__CUDA_ARCH__)
   return __shfl_xor_sync(0xffffffffu, v, mask);
+#else
+  return v;
+#endif
+}
+__device__ __forceinline__ uint32_t shfl_idx(uint32_t v, int src) {
+#if defined(__CUDA_ARCH__)
+  return __shfl_sync(0xffffffffu, v, src);
 #else
   return v;
 #endif

@@ -300,6 +300,18 @@ void test_shfl_xor() {
   });
 }
 
+void test_shfl_idx() {
+  run_warp("shfl.idx (quad broadcast, reversed lanes)", [&] {
+    const int lane = emu::lane_id();
+    const uint32_t v = 0x10000u * static_cast<uint32_t>(lane) + 7u;
+    for (int k = 0; k < 4; ++k) {
+      const uint32_t w = ptx::shfl_idx(v, (lane & ~3) | k);
+      expect(w == 0x10000u * static_cast<uint32_t>((lane & ~3) | k) + 7u, "lane k of the quad", lane);
+    }
+    expect(ptx::shfl_idx(v, 31 - lane) == 0x10000u * static_cast<uint32_t>(31 - lane) + 7u, "reversed lane", lane);
+  });
+}
+
 int main() {
   test_mma<__half>("mma.m16n8k16 f16 fragment layout vs naive product", 1);
   test_mma<__nv_bfloat16>("mma.m16n8k16 bf16 fragment layout vs naive product", 2);
@@ -320,6 +332,7 @@ int main() {
   test_soft_tanh<__nv_bfloat16>("FMA-pipe tanh bf16x2 (soft_tanh.cuh), every input", 7e-3f);
   test_cp_async();
   test_shfl_xor();
+  test_shfl_idx();
   std::printf("%s: %d failed instruction test(s)\n", g_failed_tests ? "FAILED" : "PASSED", g_failed_tests);
   return g_failed_tests ? 1 : 0;
 }

@@ -1,4 +1,5 @@
-// CPU model of shfl.sync.bfly.b32 over the full warp: lane l receives lane (l ^ mask)'s value.
+// CPU models of shfl.sync over the full warp: .bfly.b32 (lane l receives lane (l ^ mask)'s
+// value) and .idx.b32 (lane l receives lane src_l's value, src_l chosen per lane).
 #pragma once
 
 namespace adaptive_conv_ext {
@@ -12,6 +13,13 @@ inline float shfl_xor(float v, int mask) {
   ::emu::warp_exchange(&mine, 1, [&](const uint64_t (*slot)[16]) {
     std::memcpy(&out, &slot[::emu::lane_id() ^ mask][0], 4);
   });
+  return out;
+}
+
+inline uint32_t shfl_idx(uint32_t v, int src) {
+  const uint64_t mine = v;
+  uint32_t out = 0;
+  ::emu::warp_exchange(&mine, 1, [&](const uint64_t (*slot)[16]) { out = static_cast<uint32_t>(slot[src & 31][0]); });
   return out;
 }
 
