@@ -137,13 +137,18 @@ __device__ __forceinline__ void dx_step(float (&dxacc)[2 * KS][4], const uint32_
   }
 }
 
-// One dQ unit: acc[h] += A . B over ksteps k16 steps of pixels, A = patch^T (ldmatrix.trans
+// One dQ unit: acc[h] = A . B over ksteps k16 steps of pixels, A = patch^T (ldmatrix.trans
 // at pa, + astep per step), B = two n8 tiles of dsigma [pixels][taps] (kTransB) or one of the
-// shared tile's [8 output channels][pixels] (ldmatrix, + bstep per step); kTwo: both n8 tiles.
-// Instantiated per kind so that the loop has no per-step tests.
+// shared tile's [8 output channels][pixels] (ldmatrix, + bstep per step); kTwo: both n8
+// tiles. Then acc[h][e] (K column kc = 16 mi + gq + 8 (e >> 1), N column nc = 8 h + 2 tq +
+// (e & 1): a tap, or a channel of the shared tile) is added to dq at (nc - 2 tq) * nstride +
+// kc - (16 mi + gq) from dqo when nc - 2 tq < nlim and kc - (16 mi + gq) < klim.
+// Instantiated per kind so that the loop has no per-step tests and, with T known at compile
+// time, the accumulation's addresses are immediates.
 template <typename scalar_t, bool kTransB, bool kTwo>
-__device__ __forceinline__ void dq_unit(float (&acc)[2][4], const scalar_t* pa, int astep, const scalar_t* pb,
-                                        int bstep, int ksteps) {
+__device__ __forceinline__ void dq_unit(float* dqo, int nstride, int nlim, int klim, const scalar_t* pa, int astep,
+                                        const scalar_t* pb, int bstep, int ksteps) {
+  float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
   for (int kp = 0; kp < ksteps; ++kp, pa += astep, pb += bstep) {
     uint32_t af[4], bf[4];
     ptx::ldmatrix_x4_trans(af, pa);
@@ -155,6 +160,13 @@ __device__ __forceinline__ void dq_unit(float (&acc)[2][4], const scalar_t* pa, 
     ptx::mma_m16n8k16<scalar_t>(acc[0], af, bf[0], bf[1]);
     if constexpr (kTwo) ptx::mma_m16n8k16<scalar_t>(acc[1], af, bf[2], bf[3]);
   }
+#pragma unroll
+  for (int h = 0; h < (kTwo ? 2 : 1); ++h)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int nc = 8 * h + (e & 1), kc = 8 * (e >> 1);
+      if (nc < nlim && kc < klim) dqo[nc * nstride + kc] += acc[h][e];
+    }
 }
 
 // Min. blocks per SM = 1: no register cap below 255 (see forward_mma.cuh). kTail >= 0: the
@@ -399,27 +411,21 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
           const int mi = last_tap ? u - units : (u / jpairs) % KS, jp = last_tap ? 0 : u % jpairs;
           const int ntiles = last_tap ? 1 : (ol < n_paired ? T / 8 : tiles_all);  // kPaired: T / 8 = kTail
           if (2 * jp >= ntiles || 16 * mi >= T1) continue;
-          float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
           const scalar_t* const pa = col + dstrow + 16 * mi;
-          if (last_tap) {
-            dq_unit<scalar_t, false, false>(acc, pa, 16 * kRow, dls + dlrow, 16, ksteps);
-          } else if (2 * jp + 1 < ntiles) {
-            dq_unit<scalar_t, true, true>(acc, pa, 16 * kRow, dss + ol * cfg.Pp * kRow + ptrow + 16 * jp, 16 * kRow, ksteps);
-          } else {
-            dq_unit<scalar_t, true, false>(acc, pa, 16 * kRow, dss + ol * cfg.Pp * kRow + ptrow + 16 * jp, 16 * kRow, ksteps);
-          }
-          // Element (h, e): K column k, N column ncol = 8 h + 2 tq + (e & 1) (a tap, or an output
-          // channel of the shared tile), at dq[base + ncol * nstride + k] when ncol < nlim.
-          const int nlim = last_tap ? n_paired : min(T - 16 * jp, 8 * (ntiles - 2 * jp));
-          const int base = last_tap ? (o0 * T + T - 1) * T1 : ((o0 + ol) * T + 16 * jp) * T1;
-          const int nstride = last_tap ? T * T1 : T1;
-#pragma unroll
-          for (int h = 0; h < 2; ++h)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int k = 16 * mi + gq + 8 * (e >> 1), ncol = 8 * h + 2 * tq + (e & 1);
-              if (ncol < nlim && k < T1) dq[base + ncol * nstride + k] += acc[h][e];
+          const int k0 = 16 * mi + gq;  // this lane's first K column
+          if (last_tap) {  // dq[o0 + nc][T - 1][k]
+            dq_unit<scalar_t, false, false>(dq + ((o0 + 2 * tq) * T + T - 1) * T1 + k0, T * T1, n_paired - 2 * tq,
+                                            T1 - k0, pa, 16 * kRow, dls + dlrow, 16, ksteps);
+          } else {  // dq[o0 + ol][16 jp + nc][k]
+            float* const dqo = dq + ((o0 + ol) * T + 16 * jp + 2 * tq) * T1 + k0;
+            const int nlim = min(T - 16 * jp, 8 * (ntiles - 2 * jp)) - 2 * tq;
+            const scalar_t* const pb = dss + ol * cfg.Pp * kRow + ptrow + 16 * jp;
+            if (2 * jp + 1 < ntiles) {
+              dq_unit<scalar_t, true, true>(dqo, T1, nlim, T1 - k0, pa, 16 * kRow, pb, 16 * kRow, ksteps);
+            } else {
+              dq_unit<scalar_t, true, false>(dqo, T1, nlim, T1 - k0, pa, 16 * kRow, pb, 16 * kRow, ksteps);
             }
+          }
         }
       }
 
