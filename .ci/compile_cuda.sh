@@ -6,15 +6,23 @@
 #     wheel): HMMA and only 16-bit MUFU.TANH in the tensor-core kernels, 0 bytes of register
 #     spill in every kernel (every arch built); prints the per-kernel table;
 #  3. the CPU models of the PTX instructions pass their unit tests (testing/test_ptx.cpp);
-#  4. the CPU emulation of the kernels (csrc/ops/cuda/testing/emulate_kernels.cpp: the same
-#     kernel source run with one std::thread per CUDA thread) passes its quick cases, the
-#     tensor-core forward cases and the fused tensor-core backward cases (all gradients,
-#     deterministic mode bitwise repeatable).
+#  4. the emulation runtime passes its unit tests (testing/test_emu_runtime.cpp: barriers,
+#     a missing barrier gives a wrong result, deadlocks and stack overflows are caught);
+#  5. the CPU emulation of the kernels (csrc/ops/cuda/testing/emulate_kernels.cpp: the same
+#     kernel source run with one user-space fiber per CUDA thread, testing/emu_runtime.h)
+#     passes its quick cases, the tensor-core forward cases and the fused tensor-core
+#     backward cases (all gradients, deterministic mode bitwise repeatable).
+# Steps 3-5 need no nvcc output: they build and run in the background while nvcc compiles;
+# their log is printed after the SASS check.
+# With sm_90 only, the objects of the floor report's sources (benchmarks/floor_report.py:
+# SOURCES, NVCC_FLAGS) go into its cache directory (build/sass_model/<key>, the key computed
+# by floor_report itself) with their ptxas logs: a later floor report reuses them, and a
+# later run of this script reuses them when the logs are there too.
 # Skips (exit 0) with a message when nvcc is absent. Exits non-zero on any error.
 # Env: COMPILE_CUDA_JOBS (parallel nvcc processes, default nproc),
 #      COMPILE_CUDA_ARCHS (default "80 90"; .ci/run: "90", since .ci/cuda_build.sh builds
 #      both archs of the whole extension and only sm_90 is SASS-checked),
-#      COMPILE_CUDA_EMULATE=0 to skip steps 3-4.
+#      COMPILE_CUDA_EMULATE=0 to skip steps 3-5.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +32,10 @@ if ! command -v nvcc >/dev/null 2>&1; then
 fi
 
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+emulate_pid=""
+# On an early exit (a failed SASS check), let the background emulation end before its
+# folder goes.
+trap '[ -z "$emulate_pid" ] || wait "$emulate_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 
 mapfile -t files < <(find csrc -name '*.cu' | sort)
 if [ "${#files[@]}" -eq 0 ]; then
@@ -39,29 +50,121 @@ for a in $archs; do gencode+=" -gencode arch=compute_$a,code=sm_$a"; done
 export gencode
 echo "compile_cuda: $(nvcc --version | tail -1)"
 echo "compile_cuda: ${#files[@]} file(s), sm: ${archs}, ${jobs} parallel job(s)"
+nvcc_flags="-std=c++17 -O3$gencode"  # as benchmarks/floor_report.py NVCC_FLAGS for sm_90
+
+# --- steps 3-5 in the background (they need only g++ and CUDA's headers) ----------------
+emulate_all() {
+  local tmp=$1 cxx=${CXX:-g++}
+  if ! command -v "$cxx" >/dev/null 2>&1; then
+    echo "compile_cuda: $cxx not found; skipping the instruction models and the kernel emulation"
+    return 0
+  fi
+  local cuda_inc="${CUDA_HOME:-$(dirname "$(readlink -f "$(command -v nvcc)")")/..}/include"  # nvcc may be a symlink
+  [ -f "$cuda_inc/cuda_runtime.h" ] || cuda_inc=/usr/local/cuda/include
+  local flags=(-std=c++20 -O1 -Wno-unknown-pragmas -Wno-subobject-linkage -I"$cuda_inc" -Icsrc)
+  local name
+  for name in test_ptx test_emu_runtime emulate_kernels; do
+    if ! "$cxx" "${flags[@]}" "csrc/ops/cuda/testing/$name.cpp" -o "$tmp/$name" >"$tmp/$name.build.log" 2>&1; then
+      sed 's/^/        /' "$tmp/$name.build.log"
+      echo "compile_cuda: FAILED to build testing/$name.cpp"
+      return 1
+    fi
+  done
+  echo "compile_cuda: unit tests of the CPU models of the PTX instructions"
+  "$tmp/test_ptx" || return 1
+  echo "compile_cuda: unit tests of the emulation runtime (fibers, barriers, visible races)"
+  "$tmp/test_emu_runtime" || return 1
+  echo "compile_cuda: CPU emulation of the kernels, quick cases"
+  "$tmp/emulate_kernels" quick || return 1
+  echo "compile_cuda: tensor-core forward cases in the emulation"
+  "$tmp/emulate_kernels" mma || return 1
+  echo "compile_cuda: fused tensor-core backward cases in the emulation"
+  "$tmp/emulate_kernels" bwdmma || return 1
+}
+if [ "${COMPILE_CUDA_EMULATE:-1}" != "0" ]; then
+  emulate_all "$tmp" >"$tmp/emulate.out" 2>&1 &
+  emulate_pid=$!
+fi
+# The emulation's log and status, once it is done; the script's exit status is its.
+finish_emulation() {
+  if [ -z "$emulate_pid" ]; then
+    echo "compile_cuda: emulation skipped (COMPILE_CUDA_EMULATE=0)"
+    return 0
+  fi
+  local rc=0
+  wait "$emulate_pid" || rc=$?
+  cat "$tmp/emulate.out"
+  [ "$rc" -eq 0 ] || echo "compile_cuda: FAILED in the PTX instruction tests, the runtime tests or the kernel emulation"
+  return "$rc"
+}
+
+# --- step 1: nvcc ---------------------------------------------------------------------------
+# The floor report's object cache, when this run builds exactly what the report reads
+# (sm_90 only, the same flags, the same nvcc): one build of those objects per checkout.
+shared_dir="" shared_srcs=""
+if [ "$archs" = "90" ]; then
+  if report_cache=$(python - 2>/dev/null <<'PY'
+import os, shutil
+from benchmarks import floor_report as f
+nvcc = f.find_nvcc()
+print(f.DEFAULT_CACHE / f._cache_key(nvcc))
+print(" ".join(f.NVCC_FLAGS))
+print(os.path.realpath(nvcc), os.path.realpath(shutil.which("nvcc") or ""))
+print(" ".join(str(f.CUDA_DIR.relative_to(f.ROOT) / s) for s in f.SOURCES))
+PY
+  ); then
+    mapfile -t rc_lines <<<"$report_cache"
+    read -r report_nvcc our_nvcc <<<"${rc_lines[2]}"
+    if [ "${rc_lines[1]}" = "$nvcc_flags" ] && [ "$report_nvcc" = "$our_nvcc" ]; then
+      shared_dir=${rc_lines[0]}
+      shared_srcs=" ${rc_lines[3]} "
+      mkdir -p "$shared_dir"
+      echo "compile_cuda: sm_90 objects of the floor report's sources in $shared_dir (shared with python -m benchmarks --floors)"
+    fi
+  fi
+fi
+export shared_dir shared_srcs nvcc_flags
+
+# Object path of a source: in the shared cache (named as floor_report names it) or in tmp.
+obj_of() {
+  local src=$1 tmp=$2
+  if [ -n "$shared_dir" ] && [[ "$shared_srcs" == *" $src "* ]]; then
+    echo "$shared_dir/$(basename "$src" .cu).o"
+  else
+    echo "$tmp/$(echo "$src" | tr '/' '_').o"
+  fi
+}
 
 compile_one() {
   local src=$1 tmp=$2
-  local obj="$tmp/$(echo "$src" | tr '/' '_').o"
+  local obj
+  obj=$(obj_of "$src" "$tmp")
   local log="$obj.log"
-  local t0=$SECONDS
-  # shellcheck disable=SC2086  # $gencode is a list of flags
-  if nvcc -std=c++17 -O3 -Icsrc -Xptxas -v $gencode \
-      -c "$src" -o "$obj" >"$log" 2>&1; then
+  if [ -f "$obj" ] && [ -f "$log" ]; then
+    echo "  ok    $src (cached: $obj)"
+    return 0
+  fi
+  local part="$obj.part$$" t0=$SECONDS
+  # shellcheck disable=SC2086  # $nvcc_flags is a list of flags
+  if nvcc $nvcc_flags -Icsrc -Xptxas -v -c "$src" -o "$part" >"$part.log" 2>&1; then
+    mv "$part.log" "$log"
+    mv "$part" "$obj"  # last: an object in the cache always has its log
     echo "  ok    $src ($((SECONDS - t0)) s)"
     grep -v -e '^ptxas info' -e '^    [0-9]* bytes stack frame' "$log" | sed 's/^/        /' || true  # warnings
     return 0
   fi
   echo "  FAIL  $src"
-  sed 's/^/        /' "$log"
+  sed 's/^/        /' "$part.log"
+  rm -f "$part" "$part.log"
   return 1
 }
-export -f compile_one
+export -f compile_one obj_of
 
 status=0
 printf '%s\n' "${files[@]}" | xargs -P "$jobs" -I{} bash -c 'compile_one "$@"' _ {} "$tmp" || status=1
 if [ "$status" -ne 0 ]; then
   echo "compile_cuda: FAILED"
+  finish_emulation || true
   exit 1
 fi
 echo "compile_cuda: all CUDA sources compile"
@@ -79,7 +182,7 @@ else
   sass_args=()
   for src in "${files[@]}"; do
     case "$src" in *_f64.cu) continue ;; esac  # float64: correctness only, not checked
-    obj="$tmp/$(echo "$src" | tr '/' '_').o"
+    obj=$(obj_of "$src" "$tmp")
     sass_args+=(--obj "$obj" --log "$obj.log")
   done
   python .ci/sass_check.py --cuobjdump "$cuobjdump" "${sass_args[@]}"
@@ -89,34 +192,4 @@ else
   python -m benchmarks.static_model --cuobjdump "$cuobjdump" "${model_args[@]}" || echo "compile_cuda: static model failed (not a check)"
 fi
 
-if [ "${COMPILE_CUDA_EMULATE:-1}" = "0" ]; then
-  echo "compile_cuda: emulation skipped (COMPILE_CUDA_EMULATE=0)"
-  exit 0
-fi
-cxx=${CXX:-g++}
-if ! command -v "$cxx" >/dev/null 2>&1; then
-  echo "compile_cuda: $cxx not found; skipping the kernel emulation"
-  exit 0
-fi
-cuda_inc="${CUDA_HOME:-$(dirname "$(readlink -f "$(command -v nvcc)")")/..}/include"  # nvcc may be a symlink
-[ -f "$cuda_inc/cuda_runtime.h" ] || cuda_inc=/usr/local/cuda/include
-echo "compile_cuda: unit tests of the CPU models of the PTX instructions"
-if ! "$cxx" -std=c++20 -O1 -pthread -Wno-unknown-pragmas -I"$cuda_inc" -Icsrc \
-    csrc/ops/cuda/testing/test_ptx.cpp -o "$tmp/test_ptx" >"$tmp/test_ptx.log" 2>&1; then
-  sed 's/^/        /' "$tmp/test_ptx.log"
-  echo "compile_cuda: FAILED to build the PTX instruction tests"
-  exit 1
-fi
-"$tmp/test_ptx"
-echo "compile_cuda: building the CPU emulation of the kernels"
-if ! "$cxx" -std=c++20 -O1 -pthread -Wno-unknown-pragmas -Wno-subobject-linkage \
-    -I"$cuda_inc" -Icsrc csrc/ops/cuda/testing/emulate_kernels.cpp -o "$tmp/emulate" >"$tmp/emulate.log" 2>&1; then
-  sed 's/^/        /' "$tmp/emulate.log"
-  echo "compile_cuda: FAILED to build the emulation"
-  exit 1
-fi
-"$tmp/emulate" quick
-echo "compile_cuda: tensor-core forward cases in the emulation"
-"$tmp/emulate" mma
-echo "compile_cuda: fused tensor-core backward cases in the emulation"
-"$tmp/emulate" bwdmma
+finish_emulation

@@ -42,6 +42,13 @@
 #if !defined(__x86_64__)
 #include <ucontext.h>
 #endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+extern "C" void AnnotateIgnoreReadsBegin(const char* f, int l);
+extern "C" void AnnotateIgnoreReadsEnd(const char* f, int l);
+extern "C" void AnnotateIgnoreWritesBegin(const char* f, int l);
+extern "C" void AnnotateIgnoreWritesEnd(const char* f, int l);
+#endif
 
 #undef __global__
 #undef __device__
@@ -61,6 +68,39 @@ inline Dim3 t_thread, t_block;
 inline Dim3 g_grid, g_blockdim;
 
 namespace detail {
+
+// --- ThreadSanitizer (-fsanitize=thread): every fiber is a thread of its own to TSAN, and
+// the only happens-before edges between fibers are the ones CUDA has: a barrier (all
+// arrivals before all departures), the end of a block (before the next block; blocks here
+// reuse one shared-memory buffer) and the launch (host before and after). A missing barrier
+// is then reported as a data race. The runtime's own bookkeeping is hidden from TSAN.
+#if defined(__SANITIZE_THREAD__)
+struct Tsan {
+  static void* current() { return __tsan_get_current_fiber(); }
+  static void* create() { return __tsan_create_fiber(0); }
+  static void switch_to(void* fiber) { __tsan_switch_to_fiber(fiber, __tsan_switch_to_fiber_no_sync); }
+  static void release(const void* a) { __tsan_release(const_cast<void*>(a)); }
+  static void acquire(const void* a) { __tsan_acquire(const_cast<void*>(a)); }
+  static void ignore_begin() {
+    AnnotateIgnoreReadsBegin(__FILE__, __LINE__);
+    AnnotateIgnoreWritesBegin(__FILE__, __LINE__);
+  }
+  static void ignore_end() {
+    AnnotateIgnoreReadsEnd(__FILE__, __LINE__);
+    AnnotateIgnoreWritesEnd(__FILE__, __LINE__);
+  }
+};
+#else
+struct Tsan {
+  static void* current() { return nullptr; }
+  static void* create() { return nullptr; }
+  static void switch_to(void*) {}
+  static void release(const void*) {}
+  static void acquire(const void*) {}
+  static void ignore_begin() {}
+  static void ignore_end() {}
+};
+#endif
 
 // --- machine context switch ---------------------------------------------------------------
 #if defined(__x86_64__)
@@ -107,7 +147,12 @@ extern "C" void emu_fiber_start();
 struct MachineContext {
   void* sp = nullptr;
 };
-inline void switch_context(MachineContext& from, MachineContext& to) { emu_fiber_switch(&from.sp, to.sp); }
+// tsan_to: the target's TSAN fiber; TSAN switches before the target's stack is read.
+inline void switch_context(MachineContext& from, const MachineContext& to, void* tsan_to) {
+  void* sp = to.sp;
+  Tsan::switch_to(tsan_to);
+  emu_fiber_switch(&from.sp, sp);
+}
 // A stack whose first switch "returns" into emu_fiber_start, which calls entry (in r12).
 inline void make_context(MachineContext& c, unsigned char* lo, size_t size, void (*entry)()) {
   auto top = reinterpret_cast<uintptr_t>(lo + size) & ~uintptr_t{15};
@@ -131,7 +176,10 @@ inline void make_context(MachineContext& c, unsigned char* lo, size_t size, void
 struct MachineContext {
   ucontext_t uc;
 };
-inline void switch_context(MachineContext& from, MachineContext& to) { swapcontext(&from.uc, &to.uc); }
+inline void switch_context(MachineContext& from, const MachineContext& to, void* tsan_to) {
+  Tsan::switch_to(tsan_to);
+  swapcontext(&from.uc, &to.uc);
+}
 inline void make_context(MachineContext& c, unsigned char* lo, size_t size, void (*entry)()) {
   getcontext(&c.uc);
   c.uc.uc_stack.ss_sp = lo;
@@ -225,13 +273,16 @@ struct Fiber {
   bool done = false;
   const BarrierBase* waiting = nullptr;  // the barrier this fiber waits at, if any
   unsigned long gen = 0;                 // its generation when this fiber arrived
+  void* tsan = nullptr;                  // its TSAN fiber (-fsanitize=thread only)
 };
 
 struct Scheduler {
   MachineContext main;
   std::vector<std::unique_ptr<Fiber>> fibers;  // kept across launches (stacks are reused)
   Fiber* current = nullptr;
+  void* main_tsan = nullptr;
   const std::function<void()>* body = nullptr;
+  char block_end[2] = {};  // TSAN sync objects: block b's fibers release into [b % 2]
   uint64_t rng = 0x9e3779b97f4a7c15ull;
   uint64_t next() {  // xorshift64
     rng ^= rng << 13;
@@ -243,14 +294,21 @@ struct Scheduler {
 inline Scheduler g_sched;
 
 // Back to the scheduler; returns when the scheduler picks this fiber again.
+// Called and returns with TSAN's ignore region open (the runtime's own bookkeeping).
 inline void yield() {
   Fiber* f = g_sched.current;
-  switch_context(f->ctx, g_sched.main);
+  switch_context(f->ctx, g_sched.main, g_sched.main_tsan);
 }
 
 [[noreturn]] inline void fiber_main() {
+  Tsan::ignore_begin();
   for (;;) {  // one pass per block this fiber is resumed for
+    const unsigned b = t_block.x;
+    Tsan::ignore_end();
+    Tsan::acquire(&g_sched.block_end[(b + 1) % 2]);  // the previous block (or the host)
     (*g_sched.body)();
+    Tsan::release(&g_sched.block_end[b % 2]);
+    Tsan::ignore_begin();
     g_sched.current->done = true;
     yield();
   }
@@ -266,14 +324,20 @@ class BarrierBase {
       std::fprintf(stderr, "emu_runtime: barrier outside a launch\n");
       std::abort();
     }
+    Tsan::release(&sync_[gen_ % 2]);
+    Tsan::ignore_begin();
+    const unsigned long gen = gen_;
     f->waiting = this;
-    f->gen = gen_;
+    f->gen = gen;
     if (++count_ == n_) {
       count_ = 0;
       ++gen_;
     }
     yield();  // even the last to arrive: the next round's order is drawn over all of them
     f->waiting = nullptr;
+    Tsan::ignore_end();
+    // Generation gen + 2 cannot start before every fiber has left gen: no stale arrivals.
+    Tsan::acquire(&sync_[gen % 2]);
   }
   int arrived() const { return count_; }
   int size() const { return n_; }
@@ -281,6 +345,7 @@ class BarrierBase {
  private:
   int n_, count_ = 0;
   unsigned long gen_ = 0;
+  char sync_[2] = {};  // TSAN sync objects of the even and odd generations
 };
 
 [[noreturn]] inline void deadlock(int block_threads) {
@@ -316,7 +381,7 @@ inline void run_block(int n) {
     for (Fiber* f : ready) {
       g_sched.current = f;
       t_thread = Dim3{f->tid, 0, 0};
-      switch_context(g_sched.main, f->ctx);
+      switch_context(g_sched.main, f->ctx, f->tsan);
       live -= f->done;
     }
   }
@@ -328,6 +393,7 @@ inline void ensure_fibers(int n) {
     auto f = std::make_unique<Fiber>();
     f->tid = static_cast<unsigned>(g_sched.fibers.size());
     f->stack = new_stack();
+    f->tsan = Tsan::create();
     make_context(f->ctx, f->stack.lo(), kStackBytes, &fiber_main);
     g_sched.fibers.push_back(std::move(f));
   }
@@ -394,6 +460,9 @@ inline void launch(unsigned grid, int block, int smem, const std::function<void(
   g_blockdim = Dim3{static_cast<unsigned>(block), 1, 1};
   detail::ensure_fibers(block);
   detail::g_sched.body = &body;
+  detail::g_sched.main_tsan = detail::Tsan::current();
+  detail::Tsan::release(&detail::g_sched.block_end[1]);  // the host's writes, before block 0
+  detail::Tsan::ignore_begin();
   // A block ends only when every fiber has returned, so no barrier carries arrivals over
   // into the next block.
   Barrier barrier(block);
@@ -404,6 +473,8 @@ inline void launch(unsigned grid, int block, int smem, const std::function<void(
     t_block = Dim3{b, 0, 0};
     detail::run_block(block);
   }
+  detail::Tsan::ignore_end();
+  detail::Tsan::acquire(&detail::g_sched.block_end[(grid + 1) % 2]);  // the last block, before the host
   detail::g_sched.body = nullptr;
   g_barrier = nullptr;
   g_warps.clear();
@@ -428,15 +499,19 @@ T __ldg(const T* p) {
 inline float __fmaf_rn(float a, float b, float c) { return std::fma(a, b, c); }
 inline double __fma_rn(double a, double b, double c) { return std::fma(a, b, c); }
 
-// One OS thread runs all fibers and a fiber is never switched out inside an atomicAdd, so
-// a plain read-modify-write is atomic here.
-inline float atomicAdd(float* p, float v) {
-  const float old = *p;
-  *p = old + v;
+// One OS thread runs all fibers and none is switched out inside an atomicAdd, so it needs no
+// retry loop; the atomic accesses are for -fsanitize=thread, which must see them as atomics.
+template <typename T, typename U>
+T atomic_add_impl(T* p, T v) {
+  static_assert(sizeof(T) == sizeof(U), "the integer carries the float's bits");
+  const U bits = __atomic_load_n(reinterpret_cast<U*>(p), __ATOMIC_RELAXED);
+  T old;
+  std::memcpy(&old, &bits, sizeof(T));
+  const T sum = old + v;
+  U next;
+  std::memcpy(&next, &sum, sizeof(T));
+  __atomic_store_n(reinterpret_cast<U*>(p), next, __ATOMIC_RELAXED);
   return old;
 }
-inline double atomicAdd(double* p, double v) {
-  const double old = *p;
-  *p = old + v;
-  return old;
-}
+inline float atomicAdd(float* p, float v) { return atomic_add_impl<float, unsigned>(p, v); }
+inline double atomicAdd(double* p, double v) { return atomic_add_impl<double, unsigned long long>(p, v); }

@@ -65,16 +65,15 @@ int tiled_sum(bool sync_after) {
 
 // Lanes exchange through the warp's barrier and slots, as the instruction models do.
 bool warp_reverse() {
-  int wrong = 0;
+  std::vector<uint64_t> got(96);
   auto kernel = [&] {
     const uint64_t mine = threadIdx.x;
-    ::emu::warp_exchange(&mine, 1, [&](const uint64_t (*slot)[16]) {
-      const unsigned want = (threadIdx.x / 32) * 32 + 31 - threadIdx.x % 32;
-      wrong += slot[31 - ::emu::lane_id()][0] != want;
-    });
+    ::emu::warp_exchange(&mine, 1, [&](const uint64_t (*slot)[16]) { got[threadIdx.x] = slot[31 - ::emu::lane_id()][0]; });
   };
   ADAPTIVE_CONV_LAUNCH(kernel, 3, 96, 0, nullptr);
-  return wrong == 0;
+  for (unsigned t = 0; t < 96; ++t)
+    if (got[t] != (t / 32) * 32 + 31 - t % 32) return false;
+  return true;
 }
 
 // Runs f in a child process; returns its exit status (raw, as waitpid gives it).
