@@ -100,30 +100,30 @@ finish_emulation() {
 
 # --- step 1: nvcc ---------------------------------------------------------------------------
 # The floor report's object cache, when this run builds exactly what the report reads
-# (sm_90 only, the same flags, the same nvcc): one build of those objects per checkout.
-shared_dir="" shared_srcs=""
+# (sm_90 only, the same flags): one build of those objects per checkout. The key names the
+# report's nvcc, so that nvcc builds them (and, for one compiler throughout, the others).
+shared_dir="" shared_srcs="" nvcc_bin=nvcc
 if [ "$archs" = "90" ]; then
   if report_cache=$(python - 2>/dev/null <<'PY'
-import os, shutil
 from benchmarks import floor_report as f
 nvcc = f.find_nvcc()
 print(f.DEFAULT_CACHE / f._cache_key(nvcc))
 print(" ".join(f.NVCC_FLAGS))
-print(os.path.realpath(nvcc), os.path.realpath(shutil.which("nvcc") or ""))
+print(nvcc)
 print(" ".join(str(f.CUDA_DIR.relative_to(f.ROOT) / s) for s in f.SOURCES))
 PY
   ); then
     mapfile -t rc_lines <<<"$report_cache"
-    read -r report_nvcc our_nvcc <<<"${rc_lines[2]}"
-    if [ "${rc_lines[1]}" = "$nvcc_flags" ] && [ "$report_nvcc" = "$our_nvcc" ]; then
+    if [ "${rc_lines[1]}" = "$nvcc_flags" ]; then
       shared_dir=${rc_lines[0]}
+      nvcc_bin=${rc_lines[2]}
       shared_srcs=" ${rc_lines[3]} "
       mkdir -p "$shared_dir"
       echo "compile_cuda: sm_90 objects of the floor report's sources in $shared_dir (shared with python -m benchmarks --floors)"
     fi
   fi
 fi
-export shared_dir shared_srcs nvcc_flags
+export shared_dir shared_srcs nvcc_flags nvcc_bin
 
 # Object path of a source: in the shared cache (named as floor_report names it) or in tmp.
 obj_of() {
@@ -146,7 +146,7 @@ compile_one() {
   fi
   local part="$obj.part$$" t0=$SECONDS
   # shellcheck disable=SC2086  # $nvcc_flags is a list of flags
-  if nvcc $nvcc_flags -Icsrc -Xptxas -v -c "$src" -o "$part" >"$part.log" 2>&1; then
+  if "$nvcc_bin" $nvcc_flags -Icsrc -Xptxas -v -c "$src" -o "$part" >"$part.log" 2>&1; then
     mv "$part.log" "$log"
     mv "$part" "$obj"  # last: an object in the cache always has its log
     echo "  ok    $src ($((SECONDS - t0)) s)"
