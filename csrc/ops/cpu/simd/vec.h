@@ -43,6 +43,15 @@ constexpr int kVecRegs = 32;
 constexpr int kVecRegs = 16;
 #endif
 
+// Whether Vec<T>(x) with x in memory is a single load (vbroadcastss, ld1r) rather than
+// a load and a shuffle on the arithmetic ports (SSE2): the kernels then broadcast
+// their weights once instead of at each use.
+#if defined(ADAPTIVE_CONV_SIMD_PORTABLE) && !defined(__aarch64__)
+constexpr bool kBroadcastIsLoad = false;
+#else
+constexpr bool kBroadcastIsLoad = true;
+#endif
+
 // Name of this build's instruction set, for tests and messages.
 #if defined(ADAPTIVE_CONV_SIMD_AVX512)
 constexpr const char* kIsaName = "avx512";
@@ -168,9 +177,26 @@ template <typename T>
 inline Vec<T> fmadd(Vec<T> a, Vec<T> b, Vec<T> c) { return typename Vec<T>::Raw(a.v * b.v + c.v); }
 template <typename T>
 inline Vec<T> fnmadd(Vec<T> a, Vec<T> b, Vec<T> c) { return typename Vec<T>::Raw(c.v - a.v * b.v); }
-// The comparison is false for NaN x, which is then kept.
-inline Vec<float> clamp_max(Vec<float> x, Vec<float> hi) { return Vec<float>::Raw(x.v > hi.v ? hi.v : x.v); }
-inline Vec<float> clamp_min(Vec<float> x, Vec<float> lo) { return Vec<float>::Raw(x.v < lo.v ? lo.v : x.v); }
+// min(x, hi) and max(x, lo) that keep a NaN x: one minps/maxps (second operand on
+// NaN) or fmin/fmax (NaN on NaN); elsewhere a comparison, false for NaN x.
+inline Vec<float> clamp_max(Vec<float> x, Vec<float> hi) {
+#if defined(__SSE2__)
+  return Vec<float>::Raw(_mm_min_ps(__m128(hi.v), __m128(x.v)));
+#elif defined(__ARM_NEON)
+  return Vec<float>::Raw(vminq_f32(float32x4_t(x.v), float32x4_t(hi.v)));
+#else
+  return Vec<float>::Raw(x.v > hi.v ? hi.v : x.v);
+#endif
+}
+inline Vec<float> clamp_min(Vec<float> x, Vec<float> lo) {
+#if defined(__SSE2__)
+  return Vec<float>::Raw(_mm_max_ps(__m128(lo.v), __m128(x.v)));
+#elif defined(__ARM_NEON)
+  return Vec<float>::Raw(vmaxq_f32(float32x4_t(x.v), float32x4_t(lo.v)));
+#else
+  return Vec<float>::Raw(x.v < lo.v ? lo.v : x.v);
+#endif
+}
 // 1/q, valid for q in [1, 2^64] (the tanh needs [1, 420]): the target's reciprocal
 // estimate (rcpps: 1.5 * 2^-12; frecpe + one step: 2^-16), else an exponent-flip bit
 // estimate (1/8) with three Newton steps (2^-24); reciprocal() adds one more step.
