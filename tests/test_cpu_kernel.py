@@ -114,19 +114,50 @@ def test_backward_is_bitwise_equal_for_any_thread_count():
 
 
 # ------------------------------------------------------------------ threads used
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="checks an ELF symbol of the Linux build")
-def test_kernels_are_built_with_openmp():
-    # at::parallel_for is a header template: compiled without -fopenmp its parallel
-    # region disappears and every kernel runs on one thread whatever
-    # torch.set_num_threads says (so it was until 2026-12-02). With OpenMP the library
-    # calls into libgomp's GOMP_parallel.
-    import shutil
+# The kernels split their work with torch::stable::parallel_for, whose parallel region
+# runs inside libtorch (so the extension needs no -fopenmp of its own). Checked by what
+# the threads did, not by speed: the CPU time each thread of the process spent in the
+# kernels (/proc/self/task/*/stat, utime + stime). On one thread (a serial build, or a
+# parallel_for that ran inline) a single thread holds all of it.
+_THREADS_USED = """
+import os, torch, adaptive_conv_ext
+def cpu_ticks():
+    ticks = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fields = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks[tid] = int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks
+torch.set_num_threads(2)
+g = torch.Generator().manual_seed(0)
+x = torch.randn(1, 32, 64, 64, generator=g)
+w = torch.randn(32, 32, 3, 3, 3, 3, generator=g) / 3
+kb = torch.randn(32, 32, 3, 3, generator=g) * 0.1
+ops = torch.ops.adaptive_conv_ext
+y = ops.adaptive_conv2d_forward(x, w, kb, None, [1, 1], [1, 1], [1, 1], 1)  # pool started
+for name, run in (
+    ("forward", lambda: ops.adaptive_conv2d_forward(x, w, kb, None, [1, 1], [1, 1], [1, 1], 1)),
+    ("backward", lambda: ops.adaptive_conv2d_backward(y, x, w, kb, [1, 1], [1, 1], [1, 1], 1, [True, True])),
+):
+    before = cpu_ticks()
+    spent = {}
+    while sum(spent.values()) < 200:  # at least 2 s of CPU time (100 ticks a second)
+        run()
+        after = cpu_ticks()
+        spent = {tid: t - before.get(tid, 0) for tid, t in after.items()}
+    shares = sorted((t / sum(spent.values()) for t in spent.values()), reverse=True)
+    # the work is split evenly between the two threads
+    assert shares[1] > 0.25, (name, shares[:3])
+    print(name, "thread shares", " ".join("%.2f" % s for s in shares[:2]))
+"""
 
-    nm = shutil.which("nm")
-    assert nm is not None, "binutils' nm is needed to inspect the extension"
-    lib = adaptive_conv_ext._C.__file__
-    symbols = subprocess.run([nm, "-D", "--undefined-only", lib], capture_output=True, text=True, check=True).stdout
-    assert "GOMP_parallel" in symbols, f"{lib} does not call OpenMP: its at::parallel_for runs serially"
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads per-thread CPU time from /proc")
+def test_kernels_run_on_more_than_one_thread():
+    out = run_child(_THREADS_USED, torch.backends.cpu.get_cpu_capability().lower())
+    assert "forward thread shares" in out and "backward thread shares" in out, out
 
 
 # ------------------------------------------------------------------ memory

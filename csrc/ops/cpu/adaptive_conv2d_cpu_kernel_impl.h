@@ -1,6 +1,9 @@
 // Fused CPU kernels for adaptive convolution (SPEC section 1). Included by one
 // .cpp per instruction set, which defines CPU_CAPABILITY (DEFAULT, AVX2, AVX512)
-// first; at::vec then picks matching vector types and its SLEEF tanh.
+// first and is compiled with that instruction set's flags; simd/vec.h picks its
+// vector types from those flags. Threads come from torch::stable::parallel_for: the
+// parallel region runs inside libtorch (its OpenMP or native pool), so this file
+// needs neither ATen nor -fopenmp.
 //
 // Layout of the work: output pixels are taken kTile at a time (flattened over
 // Ho*Wo, vectorised along that axis). For a tile and one input channel the
@@ -9,8 +12,7 @@
 // tile-sized scratch row (backward): nothing of size N*O*(C/g)*T*Ho*Wo exists.
 #pragma once
 
-#include <ATen/Parallel.h>
-#include <ATen/cpu/vec/vec.h>
+#include <torch/csrc/stable/ops.h>
 
 #include <algorithm>
 #include <type_traits>
@@ -18,11 +20,21 @@
 #include <vector>
 
 #include "adaptive_conv2d_cpu_kernel.h"
+#include "simd/vec.h"
+
+// The flags of the including file must select the vector build its namespace names.
+#if defined(CPU_CAPABILITY_AVX512) && !defined(ADAPTIVE_CONV_SIMD_AVX512)
+#error "the AVX512 kernels must be compiled with -mavx512f (and -mavx512bw -mavx512vl -mavx512dq -mfma)"
+#elif defined(CPU_CAPABILITY_AVX2) && !defined(ADAPTIVE_CONV_SIMD_AVX2)
+#error "the AVX2 kernels must be compiled with -mavx2 -mfma (and not -mavx512f)"
+#elif !defined(CPU_CAPABILITY_AVX512) && !defined(CPU_CAPABILITY_AVX2) && !defined(ADAPTIVE_CONV_SIMD_PORTABLE)
+#error "the portable kernels must be compiled without -mavx2/-mfma/-mavx512f"
+#endif
 
 namespace adaptive_conv_ext::cpu::CPU_CAPABILITY {
 namespace {
 
-using at::vec::Vectorized;
+using simd::kVecRegs;
 
 // Output pixels per tile: a multiple of every vector width (16 floats on AVX-512).
 constexpr int64_t kTile = 64;
@@ -31,7 +43,7 @@ constexpr int64_t kTile = 64;
 // memmove calls (their call and dispatch cost exceeded the copying at these sizes).
 template <typename T>
 inline void copy_short(T* dst, const T* src, int64_t n) {
-  using Vec = Vectorized<T>;
+  using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
   int64_t i = 0;
   for (; i + V <= n; i += V) Vec::loadu(src + i).store(dst + i);
@@ -41,7 +53,7 @@ inline void copy_short(T* dst, const T* src, int64_t n) {
 // dst[i * stride] += src[i]
 template <typename T>
 inline void add_short(T* dst, int64_t stride, const T* src, int64_t n) {
-  using Vec = Vectorized<T>;
+  using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
   int64_t i = 0;
   if (stride == 1)
@@ -140,53 +152,11 @@ void scatter_patch(const AdaptiveConvShape& s, int64_t p0, int64_t count, const 
   }
 }
 
-// ---------------------------------------------------------------- tanh
-// float64 keeps SLEEF's exact tanh. float32 uses tanh(x) = x P(x^2) / Q(x^2), a
-// (4,4) rational fitted (weighted least squares iterated towards minimax) to tanh
-// for |x| <= kTanhClamp: relative error 2e-8 in exact arithmetic, a few ulp in
-// float32 (tests/test_cpu_kernel.py sweeps the float32 range against float64): one
-// division and nine multiply-adds instead of SLEEF's general-purpose version. It is exact at
-// +-0 and on subnormals (P(0) = Q(0) = 1), saturates through the clamp
-// (float32 tanh is 1 - 6e-8 or 1 from there on, also for +-Inf), and clamp_min/max
-// keep NaN in every build (x86 min/max return their second operand, here x, on NaN).
-constexpr float kTanhClamp = 9.0f;
-constexpr float kTanhP[5] = {1.0f, 0.13381031155586243f, 0.0034955954179167747f,
-                             2.060919359792024e-05f, 1.3354804373477691e-08f};
-constexpr float kTanhQ[5] = {1.0f, 0.4671434760093689f, 0.025877010077238083f,
-                             0.0003285646380390972f, 7.776619668220519e-07f};
-
-template <typename T>
-inline Vectorized<T> vec_tanh(const Vectorized<T>& x) {
-  return x.tanh();
-}
-
-template <>
-inline Vectorized<float> vec_tanh(const Vectorized<float>& x) {
-  using Vec = Vectorized<float>;
-  const Vec c = at::vec::clamp_min(at::vec::clamp_max(x, Vec(kTanhClamp)), Vec(-kTanhClamp));
-  const Vec s = c * c;
-  Vec p = at::vec::fmadd(Vec(kTanhP[4]), s, Vec(kTanhP[3]));
-  Vec q = at::vec::fmadd(Vec(kTanhQ[4]), s, Vec(kTanhQ[3]));
-  p = at::vec::fmadd(p, s, Vec(kTanhP[2]));
-  q = at::vec::fmadd(q, s, Vec(kTanhQ[2]));
-  p = at::vec::fmadd(p, s, Vec(kTanhP[1]));
-  q = at::vec::fmadd(q, s, Vec(kTanhQ[1]));
-  p = at::vec::fmadd(p, s, Vec(kTanhP[0]));
-  q = at::vec::fmadd(q, s, Vec(kTanhQ[0]));
-  // the rational overshoots 1 by up to 2 ulp near the clamp: keep |tanh| <= 1 (1 - t^2 >= 0)
-  return at::vec::clamp_min(at::vec::clamp_max((c * p) / q, Vec(1.0f)), Vec(-1.0f));
-}
-
 // ---------------------------------------------------------------- register-blocked micro-GEMM
 // sigma[uv][p] = sum_ab Q[uv][ab] X[ab][p] (and dX[ab][p] = sum_uv Q[uv][ab] dsig[uv][p])
 // is a small matrix product with pixels along the vector lanes. A block holds MR
 // rows (kernel elements) x NR pixel vectors in registers: per step k it loads NR
 // vectors of B and broadcasts MR weights for MR*NR multiply-adds.
-#if defined(CPU_CAPABILITY_AVX512)
-constexpr int kVecRegs = 32;
-#else
-constexpr int kVecRegs = 16;
-#endif
 
 // Pixel vectors per block: as many as the registers hold beside MR*NR accumulators.
 template <int MR>
@@ -194,11 +164,35 @@ constexpr int pixel_vectors() {
   return (kVecRegs == 32 && MR <= 5) ? 4 : 2;
 }
 
-// acc[r][j] += sum_{k < K} A[r*rs + k*ks] * B[k*kTile + j*V]
+// The weights Q (T2 x T2) of one (o, c) pair as the micro-GEMM reads them: each use
+// broadcasts one element. Where a broadcast from memory is one load (AVX2, AVX-512,
+// NEON) it reads Q itself; on SSE2 a broadcast is a load and a shuffle on the
+// arithmetic ports, so set() broadcasts Q once into vectors that each use just loads.
+template <typename T>
+class Weights {
+ public:
+  using Vec = simd::Vec<T>;
+  explicit Weights(int64_t T2) : vecs_(simd::kBroadcastIsLoad ? 0 : T2 * T2) {}
+  void set(const T* q) {
+    q_ = q;
+    if constexpr (!simd::kBroadcastIsLoad)
+      for (size_t i = 0; i < vecs_.size(); ++i) vecs_[i] = Vec(q[i]);
+  }
+  Vec at(int64_t i) const {
+    if constexpr (simd::kBroadcastIsLoad) return Vec(q_[i]);
+    else return vecs_[i];
+  }
+
+ private:
+  const T* q_ = nullptr;
+  std::vector<Vec> vecs_;
+};
+
+// acc[r][j] += sum_{k < K} Q[a0 + r*rs + k*ks] * B[k*kTile + j*V]
 template <int MR, int NR, typename T>
-inline void micro_gemm(Vectorized<T> (&acc)[MR][NR], const T* A, int64_t rs, int64_t ks, int64_t K,
-                       const T* B) {
-  using Vec = Vectorized<T>;
+inline void micro_gemm(simd::Vec<T> (&acc)[MR][NR], const Weights<T>& A, int64_t a0, int64_t rs, int64_t ks,
+                       int64_t K, const T* B) {
+  using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
   // A local copy whose address never escapes, so GCC keeps it in registers: updating the
   // caller's array (which it hands on by reference) stored every accumulator back to the
@@ -214,9 +208,9 @@ inline void micro_gemm(Vectorized<T> (&acc)[MR][NR], const T* A, int64_t rs, int
     for (int j = 0; j < NR; ++j) b[j] = Vec::loadu(B + k * kTile + j * V);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
-      const Vec a(A[r * rs + k * ks]);
+      const Vec a = A.at(a0 + r * rs + k * ks);
 #pragma GCC unroll 4
-      for (int j = 0; j < NR; ++j) c[r][j] = at::vec::fmadd(a, b[j], c[r][j]);
+      for (int j = 0; j < NR; ++j) c[r][j] = simd::fmadd(a, b[j], c[r][j]);
     }
   }
 #pragma GCC unroll 8
@@ -248,20 +242,20 @@ inline void with_rows_per_block(int64_t T2, Fn&& fn) {
 // Calls body(uv0, acc) for the blocks of MR (then 1) kernel elements of one block of
 // NR pixel vectors at X + p, acc = sigma = beta + Q X in registers.
 template <int MR, int NR, typename T, typename Body>
-inline void for_each_sigma_block(const T* q, const T* beta, const T* X, int64_t T2, Body&& body) {
-  using Vec = Vectorized<T>;
+inline void for_each_sigma_block(const Weights<T>& q, const T* beta, const T* X, int64_t T2, Body&& body) {
+  using Vec = simd::Vec<T>;
   int64_t uv0 = 0;
   for (; uv0 + MR <= T2; uv0 += MR) {
     Vec acc[MR][NR];
     for (int r = 0; r < MR; ++r)
       for (int j = 0; j < NR; ++j) acc[r][j] = Vec(beta ? beta[uv0 + r] : T(0));
-    micro_gemm<MR, NR>(acc, q + uv0 * T2, T2, 1, T2, X);
+    micro_gemm<MR, NR>(acc, q, uv0 * T2, T2, 1, T2, X);
     body(uv0, acc);
   }
   for (; uv0 < T2; ++uv0) {
     Vec acc[1][NR];
     for (int j = 0; j < NR; ++j) acc[0][j] = Vec(beta ? beta[uv0] : T(0));
-    micro_gemm<1, NR>(acc, q + uv0 * T2, T2, 1, T2, X);
+    micro_gemm<1, NR>(acc, q, uv0 * T2, T2, 1, T2, X);
     body(uv0, acc);
   }
 }
@@ -269,8 +263,8 @@ inline void for_each_sigma_block(const T* q, const T* beta, const T* X, int64_t 
 // ---------------------------------------------------------------- forward
 
 template <int MR, typename T>
-void forward_pair(const T* q, const T* beta, const T* X, int64_t T2, T* out) {
-  using Vec = Vectorized<T>;
+void forward_pair(const Weights<T>& q, const T* beta, const T* X, int64_t T2, T* out) {
+  using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
   constexpr int NR = pixel_vectors<MR>();
   static_assert(kTile % (NR * V) == 0, "tile must be a whole number of pixel blocks");
@@ -281,7 +275,7 @@ void forward_pair(const T* q, const T* beta, const T* X, int64_t T2, T* out) {
       constexpr int R = std::extent_v<std::remove_reference_t<decltype(acc)>>;
       for (int r = 0; r < R; ++r)
         for (int j = 0; j < NR; ++j)
-          y[j] = at::vec::fmadd(vec_tanh(acc[r][j]), Vec::loadu(X + (uv0 + r) * kTile + p + j * V), y[j]);
+          y[j] = simd::fmadd(simd::tanh(acc[r][j]), Vec::loadu(X + (uv0 + r) * kTile + p + j * V), y[j]);
     });
     for (int j = 0; j < NR; ++j) y[j].store(out + p + j * V);
   }
@@ -296,8 +290,9 @@ void forward_impl(const AdaptiveConvShape& s, const T* x, const T* w, const T* k
 
   with_rows_per_block(T2, [&](auto mr) {
     constexpr int MR = decltype(mr)::value;
-    at::parallel_for(0, s.N * tiles, 1, [&](int64_t begin, int64_t end) {
+    torch::stable::parallel_for(0, s.N * tiles, 1, [&](int64_t begin, int64_t end) {
       std::vector<T> patch(T2 * kTile), acc(Og * kTile);
+      Weights<T> q(T2);
       for (int64_t item = begin; item < end; ++item) {
         const int64_t n = item / tiles, p0 = (item % tiles) * kTile;
         const int64_t count = std::min(kTile, L - p0);
@@ -308,7 +303,8 @@ void forward_impl(const AdaptiveConvShape& s, const T* x, const T* w, const T* k
             gather_patch(s, p0, count, x + (n * s.C + g * Cg + c) * HW, patch.data());
             for (int64_t o = 0; o < Og; ++o) {
               const int64_t pair = (g * Og + o) * Cg + c;  // (o, c) generator index
-              forward_pair<MR>(w + pair * T2 * T2, kb ? kb + pair * T2 : nullptr, patch.data(), T2,
+              q.set(w + pair * T2 * T2);
+              forward_pair<MR>(q, kb ? kb + pair * T2 : nullptr, patch.data(), T2,
                                acc.data() + o * kTile);
             }
           }
@@ -350,8 +346,8 @@ Bands make_bands(const AdaptiveConvShape& s, int64_t w_numel) {
 
 // Per (o, tile): t = K, d sigma = g X[uv] (1 - t^2) into dsig; the direct term g t into dpatch.
 template <int MR, typename T>
-void backward_sigma(const T* q, const T* beta, const T* X, const T* gout, int64_t T2, T* dsig, T* dpatch) {
-  using Vec = Vectorized<T>;
+void backward_sigma(const Weights<T>& q, const T* beta, const T* X, const T* gout, int64_t T2, T* dsig, T* dpatch) {
+  using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
   constexpr int NR = pixel_vectors<MR>();
   for (int64_t p = 0; p < kTile; p += NR * V) {
@@ -362,13 +358,13 @@ void backward_sigma(const T* q, const T* beta, const T* X, const T* gout, int64_
       for (int r = 0; r < R; ++r) {
         const int64_t row = (uv0 + r) * kTile + p;
         for (int j = 0; j < NR; ++j) {
-          const Vec t = vec_tanh(acc[r][j]);
+          const Vec t = simd::tanh(acc[r][j]);
           if (dpatch) {
             T* d = dpatch + row + j * V;
-            at::vec::fmadd(G[j], t, Vec::loadu(d)).store(d);
+            simd::fmadd(G[j], t, Vec::loadu(d)).store(d);
           }
           const Vec gx = G[j] * Vec::loadu(X + row + j * V);
-          at::vec::fnmadd(gx * t, t, gx).store(dsig + row + j * V);  // g X (1 - t^2)
+          simd::fnmadd(gx * t, t, gx).store(dsig + row + j * V);  // g X (1 - t^2)
         }
       }
     });
@@ -377,8 +373,8 @@ void backward_sigma(const T* q, const T* beta, const T* X, const T* gout, int64_
 
 // dX[ab][p] += sum_uv Q[uv][ab] dsig[uv][p]: the micro-GEMM with Q read transposed.
 template <int MR, typename T>
-void backward_dx(const T* q, const T* dsig, int64_t T2, T* dpatch) {
-  using Vec = Vectorized<T>;
+void backward_dx(const Weights<T>& q, const T* dsig, int64_t T2, T* dpatch) {
+  using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
   constexpr int NR = pixel_vectors<MR>();
   auto block = [&](auto rows, int64_t ab0, int64_t p) {
@@ -386,7 +382,7 @@ void backward_dx(const T* q, const T* dsig, int64_t T2, T* dpatch) {
     Vec acc[R][NR];
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < NR; ++j) acc[r][j] = Vec::loadu(dpatch + (ab0 + r) * kTile + p + j * V);
-    micro_gemm<R, NR>(acc, q + ab0, 1, T2, T2, dsig + p);
+    micro_gemm<R, NR>(acc, q, ab0, 1, T2, T2, dsig + p);
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < NR; ++j) acc[r][j].store(dpatch + (ab0 + r) * kTile + p + j * V);
   };
@@ -413,7 +409,7 @@ constexpr int dq_columns() {
 // per-lane partial sums (dq: T2*T2 vectors, db: T2 vectors).
 template <int MR, typename T>
 void backward_dq(const T* dsig, const T* X, int64_t T2, int64_t tiles, T* dq, T* db) {
-  using Vec = Vectorized<T>;
+  using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
   constexpr int NB = dq_columns<MR>();
   const int64_t tile_stride = T2 * kTile;
@@ -435,7 +431,7 @@ void backward_dq(const T* dsig, const T* X, int64_t T2, int64_t tiles, T* dq, T*
         for (int j = 0; j < B; ++j) {
           const Vec xv = Vec::loadu(xs + j * kTile + p);
 #pragma GCC unroll 8
-          for (int r = 0; r < R; ++r) acc[r][j] = at::vec::fmadd(d[r], xv, acc[r][j]);
+          for (int r = 0; r < R; ++r) acc[r][j] = simd::fmadd(d[r], xv, acc[r][j]);
         }
       }
     }
@@ -463,7 +459,7 @@ void backward_dq(const T* dsig, const T* X, int64_t T2, int64_t tiles, T* dq, T*
 template <typename T>
 void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T* w, const T* kb,
                    T* gx, T* gw, T* gkb) {
-  using Vec = Vectorized<T>;
+  using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
   const int64_t T2 = s.taps(), Cg = s.in_per_group(), Og = s.out_per_group();
   const int64_t L = s.Ho * s.Wo, HW = s.H * s.W;
@@ -483,10 +479,11 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
     constexpr int MR = decltype(mr)::value;
     for (int64_t phase = 0; phase < 2; ++phase) {
       const int64_t bands_in_phase = (bands.count - phase + 1) / 2;
-      at::parallel_for(0, s.C * bands_in_phase, 1, [&](int64_t begin, int64_t end) {
+      torch::stable::parallel_for(0, s.C * bands_in_phase, 1, [&](int64_t begin, int64_t end) {
         const int64_t tile_stride = T2 * kTile, chunk = kChunkTiles * kTile;
         std::vector<T> patch(kChunkTiles * tile_stride), dpatch(kChunkTiles * tile_stride);
         std::vector<T> dsig(kChunkTiles * tile_stride), gout(kTile);
+        Weights<T> q(T2);
         std::vector<T> dq_lanes(need_gw ? Og * T2 * T2 * V : 0), db_lanes(need_gw ? Og * T2 * V : 0);
         for (int64_t item = begin; item < end; ++item) {
           const int64_t c_abs = item / bands_in_phase, band = 2 * (item % bands_in_phase) + phase;
@@ -505,7 +502,7 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
               if (need_gx) std::fill_n(dpatch.begin(), tiles * tile_stride, T(0));
               for (int64_t o = 0; o < Og; ++o) {
                 const int64_t o_abs = g * Og + o, pair = o_abs * Cg + c;
-                const T* q = w + pair * T2 * T2;
+                q.set(w + pair * T2 * T2);
                 for (int64_t t = 0; t < tiles; ++t) {
                   const int64_t count = tile_count(t);
                   const T* gy_row = gy + (n * s.O + o_abs) * L + c0 + t * kTile;

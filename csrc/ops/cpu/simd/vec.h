@@ -1,0 +1,270 @@
+// The vector layer of the CPU kernels: Vec<float> and Vec<double> with exactly the
+// operations the kernels use. Header-only and free of libtorch (at::vec is neither).
+//
+// The instruction set follows the compiler flags of the including file:
+//   __AVX512F__              AVX-512 intrinsics (16 floats, 32 registers)
+//   __AVX2__ and __FMA__     AVX2+FMA intrinsics (8 floats, 16 registers)
+//   otherwise                GCC/Clang vector extensions, 16 bytes wide, so the
+//                            compiler emits SSE2 on x86-64 and NEON on AArch64.
+// Each instruction set lives in its own inline namespace: the kernels are compiled
+// once per instruction set into one library, and the inline functions of two builds
+// must not share a mangled name (the linker would keep one of them for all).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__)) || defined(__SSE2__)
+#include <immintrin.h>
+#endif
+#if defined(__ARM_NEON)
+#include <arm_neon.h>
+#endif
+
+#if defined(__AVX512F__)
+#define ADAPTIVE_CONV_SIMD_AVX512 1
+#define ADAPTIVE_CONV_SIMD_NS avx512
+#elif defined(__AVX2__) && defined(__FMA__)
+#define ADAPTIVE_CONV_SIMD_AVX2 1
+#define ADAPTIVE_CONV_SIMD_NS avx2
+#else
+#define ADAPTIVE_CONV_SIMD_PORTABLE 1
+#define ADAPTIVE_CONV_SIMD_NS portable
+#endif
+
+namespace adaptive_conv_ext::simd {
+inline namespace ADAPTIVE_CONV_SIMD_NS {
+
+// Architectural vector registers: the micro-kernels size their register blocks by it.
+#if defined(ADAPTIVE_CONV_SIMD_AVX512) || defined(__aarch64__)
+constexpr int kVecRegs = 32;
+#else
+constexpr int kVecRegs = 16;
+#endif
+
+// Whether Vec<T>(x) with x in memory is a single load (vbroadcastss, ld1r) rather than
+// a load and a shuffle on the arithmetic ports (SSE2): the kernels then broadcast
+// their weights once instead of at each use.
+#if defined(ADAPTIVE_CONV_SIMD_PORTABLE) && !defined(__aarch64__)
+constexpr bool kBroadcastIsLoad = false;
+#else
+constexpr bool kBroadcastIsLoad = true;
+#endif
+
+// Name of this build's instruction set, for tests and messages.
+#if defined(ADAPTIVE_CONV_SIMD_AVX512)
+constexpr const char* kIsaName = "avx512";
+#elif defined(ADAPTIVE_CONV_SIMD_AVX2)
+constexpr const char* kIsaName = "avx2";
+#else
+constexpr const char* kIsaName = "portable";
+#endif
+
+// ---------------------------------------------------------------- AVX-512
+#if defined(ADAPTIVE_CONV_SIMD_AVX512)
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  static constexpr int size() { return 16; }
+  __m512 v;
+  Vec() = default;
+  Vec(__m512 r) : v(r) {}
+  explicit Vec(float s) : v(_mm512_set1_ps(s)) {}
+  static Vec loadu(const float* p) { return _mm512_loadu_ps(p); }
+  void store(float* p) const { _mm512_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  static constexpr int size() { return 8; }
+  __m512d v;
+  Vec() = default;
+  Vec(__m512d r) : v(r) {}
+  explicit Vec(double s) : v(_mm512_set1_pd(s)) {}
+  static Vec loadu(const double* p) { return _mm512_loadu_pd(p); }
+  void store(double* p) const { _mm512_storeu_pd(p, v); }
+};
+inline Vec<float> operator+(Vec<float> a, Vec<float> b) { return _mm512_add_ps(a.v, b.v); }
+inline Vec<float> operator*(Vec<float> a, Vec<float> b) { return _mm512_mul_ps(a.v, b.v); }
+inline Vec<double> operator+(Vec<double> a, Vec<double> b) { return _mm512_add_pd(a.v, b.v); }
+inline Vec<double> operator*(Vec<double> a, Vec<double> b) { return _mm512_mul_pd(a.v, b.v); }
+// a * b + c and c - a * b, one rounding
+inline Vec<float> fmadd(Vec<float> a, Vec<float> b, Vec<float> c) { return _mm512_fmadd_ps(a.v, b.v, c.v); }
+inline Vec<float> fnmadd(Vec<float> a, Vec<float> b, Vec<float> c) { return _mm512_fnmadd_ps(a.v, b.v, c.v); }
+inline Vec<double> fmadd(Vec<double> a, Vec<double> b, Vec<double> c) { return _mm512_fmadd_pd(a.v, b.v, c.v); }
+inline Vec<double> fnmadd(Vec<double> a, Vec<double> b, Vec<double> c) { return _mm512_fnmadd_pd(a.v, b.v, c.v); }
+// min(x, hi) and max(x, lo) that return x where x is NaN: x86 min/max return their
+// second operand when either is NaN. (All-lanes mask forms here and below: GCC 12
+// warns -Wmaybe-uninitialized about the unmasked intrinsics' undefined source.)
+inline Vec<float> clamp_max(Vec<float> x, Vec<float> hi) { return _mm512_mask_min_ps(x.v, 0xFFFF, hi.v, x.v); }
+inline Vec<float> clamp_min(Vec<float> x, Vec<float> lo) { return _mm512_mask_max_ps(x.v, 0xFFFF, lo.v, x.v); }
+// 1/q to 2^-14 relative (vrcp14ps)
+inline Vec<float> reciprocal_estimate(Vec<float> q) { return _mm512_mask_rcp14_ps(q.v, 0xFFFF, q.v); }
+
+// ---------------------------------------------------------------- AVX2 + FMA
+#elif defined(ADAPTIVE_CONV_SIMD_AVX2)
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  static constexpr int size() { return 8; }
+  __m256 v;
+  Vec() = default;
+  Vec(__m256 r) : v(r) {}
+  explicit Vec(float s) : v(_mm256_set1_ps(s)) {}
+  static Vec loadu(const float* p) { return _mm256_loadu_ps(p); }
+  void store(float* p) const { _mm256_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  static constexpr int size() { return 4; }
+  __m256d v;
+  Vec() = default;
+  Vec(__m256d r) : v(r) {}
+  explicit Vec(double s) : v(_mm256_set1_pd(s)) {}
+  static Vec loadu(const double* p) { return _mm256_loadu_pd(p); }
+  void store(double* p) const { _mm256_storeu_pd(p, v); }
+};
+inline Vec<float> operator+(Vec<float> a, Vec<float> b) { return _mm256_add_ps(a.v, b.v); }
+inline Vec<float> operator*(Vec<float> a, Vec<float> b) { return _mm256_mul_ps(a.v, b.v); }
+inline Vec<double> operator+(Vec<double> a, Vec<double> b) { return _mm256_add_pd(a.v, b.v); }
+inline Vec<double> operator*(Vec<double> a, Vec<double> b) { return _mm256_mul_pd(a.v, b.v); }
+inline Vec<float> fmadd(Vec<float> a, Vec<float> b, Vec<float> c) { return _mm256_fmadd_ps(a.v, b.v, c.v); }
+inline Vec<float> fnmadd(Vec<float> a, Vec<float> b, Vec<float> c) { return _mm256_fnmadd_ps(a.v, b.v, c.v); }
+inline Vec<double> fmadd(Vec<double> a, Vec<double> b, Vec<double> c) { return _mm256_fmadd_pd(a.v, b.v, c.v); }
+inline Vec<double> fnmadd(Vec<double> a, Vec<double> b, Vec<double> c) { return _mm256_fnmadd_pd(a.v, b.v, c.v); }
+inline Vec<float> clamp_max(Vec<float> x, Vec<float> hi) { return _mm256_min_ps(hi.v, x.v); }
+inline Vec<float> clamp_min(Vec<float> x, Vec<float> lo) { return _mm256_max_ps(lo.v, x.v); }
+// 1/q to 1.5 * 2^-12 relative (vrcpps)
+inline Vec<float> reciprocal_estimate(Vec<float> q) { return _mm256_rcp_ps(q.v); }
+
+// ---------------------------------------------------------------- portable
+#else
+// 16 bytes: one SSE2 or NEON register; the compiler picks the instructions. (A
+// traits type: GCC drops vector_size from a typedef of a template parameter.)
+template <typename T>
+struct RawVec;
+template <>
+struct RawVec<float> {
+  typedef float type __attribute__((vector_size(16)));
+};
+template <>
+struct RawVec<double> {
+  typedef double type __attribute__((vector_size(16)));
+};
+template <typename T>
+struct Vec {
+  using Raw = typename RawVec<T>::type;
+  static constexpr int size() { return int(16 / sizeof(T)); }
+  Raw v;
+  Vec() = default;
+  Vec(Raw r) : v(r) {}
+  explicit Vec(T s) : v(Raw{} + s) {}
+  static Vec loadu(const T* p) {
+    Raw r;
+    std::memcpy(&r, p, sizeof(r));  // unaligned load
+    return r;
+  }
+  void store(T* p) const { std::memcpy(p, &v, sizeof(v)); }
+};
+template <typename T>
+inline Vec<T> operator+(Vec<T> a, Vec<T> b) { return typename Vec<T>::Raw(a.v + b.v); }
+template <typename T>
+inline Vec<T> operator*(Vec<T> a, Vec<T> b) { return typename Vec<T>::Raw(a.v * b.v); }
+// Fused where the target has FMA and the compiler contracts (AArch64), else multiply then add.
+template <typename T>
+inline Vec<T> fmadd(Vec<T> a, Vec<T> b, Vec<T> c) { return typename Vec<T>::Raw(a.v * b.v + c.v); }
+template <typename T>
+inline Vec<T> fnmadd(Vec<T> a, Vec<T> b, Vec<T> c) { return typename Vec<T>::Raw(c.v - a.v * b.v); }
+// min(x, hi) and max(x, lo) that keep a NaN x: one minps/maxps (second operand on
+// NaN) or fmin/fmax (NaN on NaN); elsewhere a comparison, false for NaN x.
+inline Vec<float> clamp_max(Vec<float> x, Vec<float> hi) {
+#if defined(__SSE2__)
+  return Vec<float>::Raw(_mm_min_ps(__m128(hi.v), __m128(x.v)));
+#elif defined(__ARM_NEON)
+  return Vec<float>::Raw(vminq_f32(float32x4_t(x.v), float32x4_t(hi.v)));
+#else
+  return Vec<float>::Raw(x.v > hi.v ? hi.v : x.v);
+#endif
+}
+inline Vec<float> clamp_min(Vec<float> x, Vec<float> lo) {
+#if defined(__SSE2__)
+  return Vec<float>::Raw(_mm_max_ps(__m128(lo.v), __m128(x.v)));
+#elif defined(__ARM_NEON)
+  return Vec<float>::Raw(vmaxq_f32(float32x4_t(x.v), float32x4_t(lo.v)));
+#else
+  return Vec<float>::Raw(x.v < lo.v ? lo.v : x.v);
+#endif
+}
+// 1/q, valid for q in [1, 2^64] (the tanh needs [1, 420]): the target's reciprocal
+// estimate (rcpps: 1.5 * 2^-12; frecpe + one step: 2^-16), else an exponent-flip bit
+// estimate (1/8) with three Newton steps (2^-24); reciprocal() adds one more step.
+// ADAPTIVE_CONV_SIMD_GENERIC_RECIPROCAL forces the last, so x86 tests can check it.
+inline Vec<float> reciprocal_estimate(Vec<float> q) {
+#if defined(__SSE2__) && !defined(ADAPTIVE_CONV_SIMD_GENERIC_RECIPROCAL)
+  return Vec<float>::Raw(_mm_rcp_ps(__m128(q.v)));
+#elif defined(__ARM_NEON) && !defined(ADAPTIVE_CONV_SIMD_GENERIC_RECIPROCAL)
+  const float32x4_t q4 = float32x4_t(q.v), e = vrecpeq_f32(q4);
+  return Vec<float>::Raw(vmulq_f32(e, vrecpsq_f32(q4, e)));  // frecps: 2 - q e
+#else
+  typedef int32_t RawInt __attribute__((vector_size(16)));
+  Vec<float> r = Vec<float>::Raw(RawInt{} + 0x7EF311C3 - RawInt(q.v));  // bits reinterpreted
+  for (int step = 0; step < 3; ++step) r = fmadd(r, fnmadd(q, r, Vec<float>(1.0f)), r);
+  return r;
+#endif
+}
+#endif
+
+// ---------------------------------------------------------------- built on the above
+
+// 1/q without a division: the estimate and one Newton step, r + r (1 - q r), which
+// squares its relative error (2^-14 -> 2^-28, 1.5 * 2^-12 -> 2^-23.2). Exact division
+// costs a divider that is slow and not pipelined on many cores (vdivps zmm: one per 10
+// cycles on Sapphire Rapids by llvm-mca).
+inline Vec<float> reciprocal(Vec<float> q) {
+  const Vec<float> r = reciprocal_estimate(q);
+  return fmadd(r, fnmadd(q, r, Vec<float>(1.0f)), r);
+}
+
+// float32 tanh(x) = x P(x^2) / Q(x^2), a (4,4) rational fitted (weighted least squares
+// iterated towards minimax) to tanh for |x| <= kTanhClamp: relative error 2e-8 in exact
+// arithmetic, under 1e-6 in float32 with the reciprocal (tests/test_cpu_kernel.py sweeps
+// the float32 range against float64). It is exact at +-0 and on subnormals
+// (P(0) = Q(0) = 1), saturates through the clamp (float32 tanh is 1 - 6e-8 or 1 from
+// there on, also for +-Inf), and clamp_min/max keep NaN in every build.
+constexpr float kTanhClamp = 9.0f;
+constexpr float kTanhP[5] = {1.0f, 0.13381031155586243f, 0.0034955954179167747f,
+                             2.060919359792024e-05f, 1.3354804373477691e-08f};
+constexpr float kTanhQ[5] = {1.0f, 0.4671434760093689f, 0.025877010077238083f,
+                             0.0003285646380390972f, 7.776619668220519e-07f};
+
+inline Vec<float> tanh(Vec<float> x) {
+  using V = Vec<float>;
+  const V c = clamp_min(clamp_max(x, V(kTanhClamp)), V(-kTanhClamp));
+  const V s = c * c;
+  V p = fmadd(V(kTanhP[4]), s, V(kTanhP[3]));
+  V q = fmadd(V(kTanhQ[4]), s, V(kTanhQ[3]));
+  p = fmadd(p, s, V(kTanhP[2]));
+  q = fmadd(q, s, V(kTanhQ[2]));
+  p = fmadd(p, s, V(kTanhP[1]));
+  q = fmadd(q, s, V(kTanhQ[1]));
+  p = fmadd(p, s, V(kTanhP[0]));
+  q = fmadd(q, s, V(kTanhQ[0]));  // in [1, 420]: the reciprocal's range
+  // the rational overshoots 1 by up to a few ulp near the clamp: keep |tanh| <= 1
+  // (the backward's 1 - t^2 >= 0)
+  return clamp_min(clamp_max((c * p) * reciprocal(q), V(1.0f)), V(-1.0f));
+}
+
+// float64 tanh: the C library's, lane by lane (correctly rounded to within an ulp; the
+// float64 results are the reference the float32 ones are checked against).
+inline Vec<double> tanh(Vec<double> x) {
+  constexpr int n = Vec<double>::size();
+  double lanes[n];
+  x.store(lanes);
+  for (int i = 0; i < n; ++i) lanes[i] = std::tanh(lanes[i]);
+  return Vec<double>::loadu(lanes);
+}
+
+}  // namespace ADAPTIVE_CONV_SIMD_NS
+}  // namespace adaptive_conv_ext::simd

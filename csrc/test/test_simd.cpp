@@ -1,0 +1,184 @@
+// Each operation of csrc/ops/cpu/simd/vec.h against scalar code, for the instruction
+// set the compiler flags select (tests/test_simd.py builds and runs it once per
+// instruction set the machine has). Prints "<isa> ok <checks>" and exits 0, or prints
+// every failure and exits 1.
+#include <cinttypes>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "ops/cpu/simd/vec.h"
+
+namespace s = adaptive_conv_ext::simd;
+
+static int failures = 0;
+static long checks = 0;
+
+static bool same(double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; }
+
+#define CHECK(cond, ...)                                   \
+  do {                                                     \
+    ++checks;                                              \
+    if (!(cond)) {                                         \
+      if (++failures <= 20) {                              \
+        std::printf("FAIL %s:%d: ", __FILE__, __LINE__);   \
+        std::printf(__VA_ARGS__);                          \
+        std::printf("\n");                                 \
+      }                                                    \
+    }                                                      \
+  } while (0)
+
+// a * b + c rounded once (fused) or twice (multiply, then add): the portable build
+// fuses where the target and compiler do.
+template <typename T>
+static bool fma_result(T got, T a, T b, T c, bool negate) {
+  const T fused = negate ? std::fma(-a, b, c) : std::fma(a, b, c);
+  volatile T product = a * b;  // rounded on its own
+  const T twice = negate ? T(c - product) : T(product + c);
+  return same(got, fused) || same(got, twice);
+}
+
+template <typename T>
+static void test_arithmetic(std::mt19937& rng) {
+  using V = s::Vec<T>;
+  constexpr int n = V::size();
+  std::uniform_real_distribution<T> dist(-4, 4);
+  // an unaligned buffer: loadu/store must work at any address
+  std::vector<T> buf(4 * n + 1);
+  for (int trial = 0; trial < 1000; ++trial) {
+    T a[n], b[n], c[n], out[n];
+    for (int i = 0; i < n; ++i) a[i] = dist(rng), b[i] = dist(rng), c[i] = dist(rng);
+    if (trial == 0) a[1] = std::numeric_limits<T>::quiet_NaN(), b[2] = std::numeric_limits<T>::infinity();
+    std::memcpy(buf.data() + 1, a, sizeof(a));
+    const V va = V::loadu(buf.data() + 1), vb = V::loadu(b), vc = V::loadu(c);
+    va.store(buf.data() + 1 + n);
+    for (int i = 0; i < n; ++i) CHECK(same(buf[1 + n + i], a[i]), "loadu/store lane %d", i);
+
+    (va + vb).store(out);
+    for (int i = 0; i < n; ++i) CHECK(same(out[i], a[i] + b[i]), "add lane %d", i);
+    (va * vb).store(out);
+    for (int i = 0; i < n; ++i) CHECK(same(out[i], a[i] * b[i]), "mul lane %d", i);
+    s::fmadd(va, vb, vc).store(out);
+    for (int i = 0; i < n; ++i) CHECK(fma_result(out[i], a[i], b[i], c[i], false), "fmadd lane %d", i);
+    s::fnmadd(va, vb, vc).store(out);
+    for (int i = 0; i < n; ++i) CHECK(fma_result(out[i], a[i], b[i], c[i], true), "fnmadd lane %d", i);
+    V(c[0]).store(out);
+    for (int i = 0; i < n; ++i) CHECK(same(out[i], c[0]), "broadcast lane %d", i);
+  }
+}
+
+static void test_clamp() {
+  using V = s::Vec<float>;
+  constexpr int n = V::size();
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const float values[] = {nan, -nan, inf, -inf, 0.0f, -0.0f, 1.0f, -1.0f, 8.99f, 9.0f, 9.01f, -9.01f, 1e30f, -1e-40f};
+  for (float x : values) {
+    for (float bound : {9.0f, -9.0f, 0.0f}) {
+      float out[n];
+      s::clamp_max(V(x), V(bound)).store(out);
+      const float want_max = std::isnan(x) ? x : (x > bound ? bound : x);
+      for (int i = 0; i < n; ++i) CHECK(same(out[i], want_max), "clamp_max(%g, %g) = %g", x, bound, out[i]);
+      s::clamp_min(V(x), V(bound)).store(out);
+      const float want_min = std::isnan(x) ? x : (x < bound ? bound : x);
+      for (int i = 0; i < n; ++i) CHECK(same(out[i], want_min), "clamp_min(%g, %g) = %g", x, bound, out[i]);
+    }
+  }
+}
+
+// 1/q over the tanh's denominator range [1, 420] and beyond: the estimate plus one
+// Newton step stays within 2^-22 of the exact reciprocal.
+static void test_reciprocal() {
+  using V = s::Vec<float>;
+  constexpr int n = V::size();
+  double worst = 0;
+  for (float q = 1.0f; q < 4096.0f; q = std::nextafter(q, 5000.0f) + q * 1e-5f) {
+    float out[n];
+    s::reciprocal(V(q)).store(out);
+    const double err = std::fabs(out[0] * double(q) - 1.0);
+    worst = std::max(worst, err);
+    CHECK(err < 0x1p-22, "reciprocal(%.9g) = %.9g (rel err %.3g)", q, out[0], err);
+  }
+  std::printf("reciprocal: max rel err %.3g over [1, 4096]\n", worst);
+}
+
+// The float32 tanh against float64 tanh over every 97th float32 bit pattern (both signs)
+static void test_tanh_float() {
+  using V = s::Vec<float>;
+  constexpr int n = V::size();
+  double worst = 0;
+  float worst_x = 0;
+  float lanes[n], out[n];
+  int filled = 0;
+  auto flush = [&] {
+    s::tanh(V::loadu(lanes)).store(out);
+    for (int i = 0; i < filled; ++i) {
+      const float x = lanes[i];
+      const double want = std::tanh(double(x));
+      if (std::isnan(x)) {
+        CHECK(std::isnan(out[i]), "tanh(NaN) = %g", out[i]);
+        continue;
+      }
+      CHECK(std::fabs(out[i]) <= 1.0f, "|tanh(%g)| = %.9g > 1", x, out[i]);
+      if (x == 0) {
+        CHECK(out[i] == 0, "tanh(%g) = %g", x, out[i]);
+        continue;
+      }
+      const double rel = std::fabs(out[i] - want) / std::fabs(want);
+      if (rel > worst) worst = rel, worst_x = x;
+      CHECK(rel < 1e-6, "tanh(%.9g) = %.9g, want %.17g (rel %.3g)", x, out[i], want, rel);
+      if (std::fabs(x) < 1e-4f)  // rounds to x itself, subnormals not flushed
+        CHECK(std::fabs(out[i] - x) <= std::fabs(x) * 0x1p-23f, "tanh(%g) = %g", x, out[i]);
+    }
+    filled = 0;
+  };
+  auto add = [&](uint32_t bits) {
+    float x;
+    std::memcpy(&x, &bits, 4);
+    lanes[filled++] = x;
+    if (filled == n) flush();
+  };
+  for (uint64_t bits = 0; bits <= 0x7FC00000u; bits += 97) add(uint32_t(bits)), add(uint32_t(bits) | 0x80000000u);
+  for (uint32_t bits : {1u, 0x007FFFFFu, 0x00800000u, 0x3F800000u, 0x41100000u, 0x41100001u, 0x7F7FFFFFu,
+                        0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x80000000u})
+    add(bits);
+  while (filled > 0 && filled < n) lanes[filled++] = 0.5f;
+  flush();
+  float inf_out[n];
+  s::tanh(V(std::numeric_limits<float>::infinity())).store(inf_out);
+  CHECK(inf_out[0] == 1.0f, "tanh(inf) = %g", inf_out[0]);
+  s::tanh(V(-std::numeric_limits<float>::infinity())).store(inf_out);
+  CHECK(inf_out[0] == -1.0f, "tanh(-inf) = %g", inf_out[0]);
+  std::printf("tanh float32: max rel err %.3g (at %.9g)\n", worst, worst_x);
+}
+
+static void test_tanh_double(std::mt19937& rng) {
+  using V = s::Vec<double>;
+  constexpr int n = V::size();
+  std::uniform_real_distribution<double> dist(-25, 25);
+  for (int trial = 0; trial < 20000; ++trial) {
+    double x[n], out[n];
+    for (int i = 0; i < n; ++i) x[i] = trial < 10 ? std::ldexp(dist(rng), -1000 - trial * 10) : dist(rng);
+    s::tanh(V::loadu(x)).store(out);
+    for (int i = 0; i < n; ++i) CHECK(same(out[i], std::tanh(x[i])), "tanh(%.17g) = %.17g", x[i], out[i]);
+  }
+}
+
+int main() {
+  std::mt19937 rng(12345);
+  test_arithmetic<float>(rng);
+  test_arithmetic<double>(rng);
+  test_clamp();
+  test_reciprocal();
+  test_tanh_float();
+  test_tanh_double(rng);
+  if (failures) {
+    std::printf("%s: %d of %ld checks failed\n", s::kIsaName, failures, checks);
+    return 1;
+  }
+  std::printf("%s ok %ld\n", s::kIsaName, checks);
+  return 0;
+}
