@@ -9,7 +9,10 @@
 #  4. the CPU emulation of the kernels (csrc/ops/cuda/testing/emulate_kernels.cpp: the same
 #     kernel source run with one std::thread per CUDA thread) passes its quick cases, the
 #     tensor-core forward cases and the fused tensor-core backward cases (all gradients,
-#     deterministic mode bitwise repeatable).
+#     weight only, input only; deterministic mode bitwise repeatable);
+#  5. the floor report (benchmarks/floor_report.py --check, sm_90 objects of step 1, the
+#     planner's decisions from the emulation binary's `plan` mode) has every SPEC row on the
+#     kernels the planner picks; the static model's tables are printed (report only).
 # Skips (exit 0) with a message when nvcc is absent. Exits non-zero on any error.
 # Env: COMPILE_CUDA_JOBS (parallel nvcc processes, default nproc),
 #      COMPILE_CUDA_ARCHS (default "80 90"; .ci/run: "90", since .ci/cuda_build.sh builds
@@ -83,10 +86,10 @@ else
     sass_args+=(--obj "$obj" --log "$obj.log")
   done
   python .ci/sass_check.py --cuobjdump "$cuobjdump" "${sass_args[@]}"
-  echo "compile_cuda: static model of the forward and fused backward kernels (report only, benchmarks/static_model.py)"
-  model_args=()
+fi
+model_args=()  # the sm_90 objects the static model reads (step 5)
+if [ -n "$cuobjdump" ] && [[ " $archs " == *" 90 "* ]]; then
   for ((i = 0; i < ${#sass_args[@]}; i += 4)); do model_args+=(--obj "${sass_args[i+1]}"); done
-  python -m benchmarks.static_model --cuobjdump "$cuobjdump" "${model_args[@]}" || echo "compile_cuda: static model failed (not a check)"
 fi
 
 if [ "${COMPILE_CUDA_EMULATE:-1}" = "0" ]; then
@@ -114,6 +117,13 @@ if ! "$cxx" -std=c++20 -O1 -pthread -Wno-unknown-pragmas -Wno-subobject-linkage 
   sed 's/^/        /' "$tmp/emulate.log"
   echo "compile_cuda: FAILED to build the emulation"
   exit 1
+fi
+if [ "${#model_args[@]}" -gt 0 ]; then
+  echo "compile_cuda: static model of the forward and fused backward kernels (report only, benchmarks/static_model.py)"
+  python -m benchmarks.static_model --cuobjdump "$cuobjdump" --planner "$tmp/emulate" "${model_args[@]}" \
+    || echo "compile_cuda: static model failed (not a check)"
+  echo "compile_cuda: floor report (python -m benchmarks --floors) of these objects, checked"
+  python -m benchmarks.floor_report --planner "$tmp/emulate" "${model_args[@]}" --check
 fi
 "$tmp/emulate" quick
 echo "compile_cuda: tensor-core forward cases in the emulation"
