@@ -87,6 +87,25 @@ else
   done
   python .ci/sass_check.py --cuobjdump "$cuobjdump" "${sass_args[@]}"
 fi
+if [ -n "$cuobjdump" ]; then
+  # ptx.cuh's wrappers trap where the instruction does not exist (sm_75: no bf16 mma.sync).
+  cat >"$tmp/trap.cu" <<'EOF_TRAP'
+#include "ops/cuda/kernels/ptx.cuh"
+__global__ void mma_bf16(float* d, const uint32_t* r) {
+  const uint32_t a[4] = {r[0], r[1], r[2], r[3]};
+  float acc[4] = {d[0], d[1], d[2], d[3]};
+  adaptive_conv_ext::cuda::ptx::mma_m16n8k16<__nv_bfloat16>(acc, a, r[4], r[5]);
+  d[0] = acc[0];
+}
+EOF_TRAP
+  nvcc -std=c++17 -Icsrc -gencode arch=compute_75,code=sm_75 -cubin "$tmp/trap.cu" -o "$tmp/trap.cubin"
+  trap_sass=$("$cuobjdump" -sass "$tmp/trap.cubin" 2>/dev/null)
+  if ! grep -q "BPT.TRAP" <<<"$trap_sass" || grep -q "HMMA" <<<"$trap_sass"; then
+    echo "compile_cuda: FAILED: ptx::mma_m16n8k16<bf16> compiled for sm_75 does not trap"
+    exit 1
+  fi
+  echo "compile_cuda: ptx.cuh wrappers trap below their architecture (sm_75 bf16 mma: BPT.TRAP)"
+fi
 model_args=()  # the sm_90 objects the static model reads (step 5)
 if [ -n "$cuobjdump" ] && [[ " $archs " == *" 90 "* ]]; then
   for ((i = 0; i < ${#sass_args[@]}; i += 4)); do model_args+=(--obj "${sass_args[i+1]}"); done

@@ -87,7 +87,8 @@ struct BwdPackedTanh {
 // of the odd square kernels): columns 2 tq + 1 are the beta column or padding, whose
 // dsigma nothing reads (Q rows >= T are 0, dQ rows >= T are dropped), so only elements 0
 // and 2 are computed (one packed tanh, or two scalar ones) and the others are set to 0.
-template <typename scalar_t>
+// kSoft: tanh on the FMA pipe (soft_tanh.cuh, packed 16-bit), no MUFU.
+template <typename scalar_t, bool kSoft = false>
 __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, uint32_t x23, const float (&gv)[4],
                                             uint32_t gg0, uint32_t gg1, bool first_col_only, float (&dxd)[4],
                                             uint32_t& ds01, uint32_t& ds23) {
@@ -110,9 +111,16 @@ __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, u
     ds23 = ds02 >> 16;
     return;
   }
-  if constexpr (BwdPackedTanh<scalar_t>::value) {
-    const uint32_t t01 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[1]));
-    const uint32_t t23 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[2], c[3]));
+  if constexpr (kSoft || BwdPackedTanh<scalar_t>::value) {
+    auto tanh2 = [](uint32_t v) {
+      if constexpr (kSoft) {
+        return soft_tanh::tanh2<scalar_t>(v);
+      } else {
+        return ptx::tanh2<scalar_t>(v);
+      }
+    };
+    const uint32_t t01 = tanh2(ptx::pack2f<scalar_t>(c[0], c[1]));
+    const uint32_t t23 = tanh2(ptx::pack2f<scalar_t>(c[2], c[3]));
     t[0] = ptx::lo_float<scalar_t>(t01);
     t[1] = ptx::hi_float<scalar_t>(t01);
     t[2] = ptx::lo_float<scalar_t>(t23);
@@ -193,6 +201,11 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
   constexpr bool kPaired = kTail >= 0;  // pairs of output channels + the shared last-tap tile
   constexpr bool kDx = (kGrads & kBwdInput) != 0, kDw = (kGrads & kBwdWeight) != 0;
   static_assert(kDx || kDw, "a fused backward produces at least one gradient");
+  // Weight only, 5x5 and 7x7, tanh.approx.f32 (bfloat16): the paired loop is bound by the MUFU
+  // with issue slots to spare (no dX GEMM), so one tap tile of its 2 kTail per trip takes the
+  // FMA-pipe tanh (static model, lenet bf16: 48 -> 41 cycles a trip). Not for 3x3 (two tiles a
+  // trip leave too few slots), float16 (its packed tanh's unpacking fills them) or with dX.
+  constexpr bool kSoftTile = kPaired && !kDx && kTail >= 3 && !BwdPackedTanh<scalar_t>::value;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* const dq = reinterpret_cast<float*>(smem_raw);                         // [Og][T][T + 1]
   scalar_t* const qs = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_q);       // [oct][kK][kRow]
@@ -332,7 +345,11 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
                 uint32_t ds[4];  // A fragment: dsigma of ol (k 0-7), of ol + 1 (k 8-15)
                 const uint32_t x01 = a[j / 2][2 * (j % 2)], x23 = a[j / 2][2 * (j % 2) + 1];
                 dsigma_tile<scalar_t>(c[0], x01, x23, gv[0], gg[0][0], gg[0][1], false, dxacc[j], ds[0], ds[1]);
-                dsigma_tile<scalar_t>(c[1], x01, x23, gv[1], gg[1][0], gg[1][1], false, dxacc[j], ds[2], ds[3]);
+                if (kSoftTile && j == 0) {
+                  dsigma_tile<scalar_t, kSoftTile>(c[1], x01, x23, gv[1], gg[1][0], gg[1][1], false, dxacc[j], ds[2], ds[3]);
+                } else {
+                  dsigma_tile<scalar_t>(c[1], x01, x23, gv[1], gg[1][0], gg[1][1], false, dxacc[j], ds[2], ds[3]);
+                }
                 if constexpr (kDw) {
                   *reinterpret_cast<uint32_t*>(dso + 8 * j) = ds[0];
                   *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 8 * j) = ds[1];

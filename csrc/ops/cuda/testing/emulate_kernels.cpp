@@ -326,7 +326,8 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& ru
                   fp.mma ? "mma " : "", fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.smem_bytes,
                   bp.need_input ? (bp.need_weight ? "" : " input-only") : " weight-only", 16 * bp.mma_ks,
                   bp.xtile.toh, bp.xtile.tow, bp.m_oct, bp.m_rounds, static_cast<long long>(bp.w_splits),
-                  static_cast<int>(bp.dx_mode), static_cast<int>(bp.dw_mode), bp.m_smem);
+                  bp.need_input ? static_cast<int>(bp.dx_mode) : -1, bp.need_weight ? static_cast<int>(bp.dw_mode) : -1,
+                  bp.m_smem);
     *plan_info = info;
     return r;
   }
