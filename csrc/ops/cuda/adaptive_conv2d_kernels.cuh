@@ -4,9 +4,10 @@
 // the kernels on its own and the torch binding (adaptive_conv2d_cuda.cpp, built
 // by the host compiler) can call them through explicit template instantiations.
 //
-// Use: plan_forward/plan_backward pick tiles, shared-memory sizes, workspace
-// sizes and the index width for one call on the current device; the caller
-// allocates what the plan asks for and calls launch_forward/launch_backward
+// Use: query_device_limits describes the current device; plan_forward/plan_backward
+// pick tiles, shared-memory sizes, workspace sizes, the kernel variant and the index
+// width for one call on a device with those limits (pure functions, no CUDA calls); the
+// caller allocates what the plan asks for and calls launch_forward/launch_backward
 // with the matching <scalar_t, index_t> (index_t = int64_t iff plan.use_int64).
 // Definitions: adaptive_conv2d_kernels_impl.cuh (kernels, launchers) and
 // adaptive_conv2d_kernels.cu (planner), instantiated one dtype per .cu file.
