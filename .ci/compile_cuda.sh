@@ -11,7 +11,12 @@
 #  5. the CPU emulation of the kernels (csrc/ops/cuda/testing/emulate_kernels.cpp: the same
 #     kernel source run with one user-space fiber per CUDA thread, testing/emu_runtime.h)
 #     passes its quick cases, the tensor-core forward cases and the fused tensor-core
-#     backward cases (all gradients, deterministic mode bitwise repeatable).
+#     backward cases (all gradients, weight only, input only; deterministic mode bitwise
+#     repeatable);
+#  6. ptx.cuh's wrappers trap below their architecture (an sm_75 bf16 mma gives BPT.TRAP);
+#  7. the floor report (benchmarks/floor_report.py --check, the sm_90 objects of step 1, the
+#     planner's decisions from the emulation binary's `plan` mode) has every SPEC row on the
+#     kernels the planner picks; the static model's tables are printed (report only).
 # Steps 3-5 need no nvcc output: they build and run in the background while nvcc compiles;
 # their log is printed after the SASS check.
 # With sm_90 only, the objects of the floor report's sources (benchmarks/floor_report.py:
@@ -186,10 +191,36 @@ else
     sass_args+=(--obj "$obj" --log "$obj.log")
   done
   python .ci/sass_check.py --cuobjdump "$cuobjdump" "${sass_args[@]}"
-  echo "compile_cuda: static model of the forward and fused backward kernels (report only, benchmarks/static_model.py)"
-  model_args=()
+  # ptx.cuh's wrappers trap where the instruction does not exist (sm_75: no bf16 mma.sync).
+  cat >"$tmp/trap.cu" <<'EOF_TRAP'
+#include "ops/cuda/kernels/ptx.cuh"
+__global__ void mma_bf16(float* d, const uint32_t* r) {
+  const uint32_t a[4] = {r[0], r[1], r[2], r[3]};
+  float acc[4] = {d[0], d[1], d[2], d[3]};
+  adaptive_conv_ext::cuda::ptx::mma_m16n8k16<__nv_bfloat16>(acc, a, r[4], r[5]);
+  d[0] = acc[0];
+}
+EOF_TRAP
+  nvcc -std=c++17 -Icsrc -gencode arch=compute_75,code=sm_75 -cubin "$tmp/trap.cu" -o "$tmp/trap.cubin"
+  trap_sass=$("$cuobjdump" -sass "$tmp/trap.cubin" 2>/dev/null)
+  if ! grep -q "BPT.TRAP" <<<"$trap_sass" || grep -q "HMMA" <<<"$trap_sass"; then
+    echo "compile_cuda: FAILED: ptx::mma_m16n8k16<bf16> compiled for sm_75 does not trap"
+    finish_emulation || true
+    exit 1
+  fi
+  echo "compile_cuda: ptx.cuh wrappers trap below their architecture (sm_75 bf16 mma: BPT.TRAP)"
+fi
+model_args=()  # the sm_90 objects the static model reads (step 7)
+if [ -n "$cuobjdump" ] && [[ " $archs " == *" 90 "* ]]; then
   for ((i = 0; i < ${#sass_args[@]}; i += 4)); do model_args+=(--obj "${sass_args[i+1]}"); done
-  python -m benchmarks.static_model --cuobjdump "$cuobjdump" "${model_args[@]}" || echo "compile_cuda: static model failed (not a check)"
 fi
 
 finish_emulation
+# The planner's decisions come from the emulation binary (its `plan` mode), built above.
+if [ "${#model_args[@]}" -gt 0 ] && [ -x "$tmp/emulate_kernels" ]; then
+  echo "compile_cuda: static model of the forward and fused backward kernels (report only, benchmarks/static_model.py)"
+  python -m benchmarks.static_model --cuobjdump "$cuobjdump" --planner "$tmp/emulate_kernels" "${model_args[@]}" \
+    || echo "compile_cuda: static model failed (not a check)"
+  echo "compile_cuda: floor report (python -m benchmarks --floors) of these objects, checked"
+  python -m benchmarks.floor_report --planner "$tmp/emulate_kernels" "${model_args[@]}" --check
+fi

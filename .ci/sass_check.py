@@ -10,6 +10,8 @@ Asserts (exit 1 on failure):
   * every fused tensor-core backward kernel (adaptive_conv2d_bwd_mma_kernel) has HMMA and
     MUFU.TANH; in the float16 ones all MUFU.TANH are 16-bit (packed tanh); the bfloat16
     ones use tanh.approx.f32 (kernels/backward_mma.cuh: BwdPackedTanh), reported only;
+    every variant (dtype, KS, tail) exists for each set of gradients (the last template
+    argument, BwdGrads: 1 input only, 2 weight only, 3 all);
   * no kernel spills: 0 spill bytes in every kernel, for every architecture in the logs
     (sm_90 in CI; sm_80 too when it was built). The register caps that make that hold are
     in kernels/common.cuh (scalar_min_blocks) and forward_mma.cuh.
@@ -138,6 +140,15 @@ def main() -> int:
         failures.append("no tensor-core forward kernel found in the objects")
     if not any(r[0].startswith("bwd_mma<") for r in rows):
         failures.append("no fused tensor-core backward kernel found in the objects")
+    grads_of: dict = defaultdict(set)  # "bwd_mma<t, KS, tail" -> {grads}
+    for r in rows:
+        m = re.match(r"(bwd_mma<[^,]+, -?\d+, -?\d+), (\d+)>$", r[0])
+        if r[0].startswith("bwd_mma<") and not m:
+            failures.append(f"{r[0]}: not bwd_mma<type, KS, tail, grads>")
+        elif m:
+            grads_of[m.group(1)].add(int(m.group(2)))
+    failures += [f"{v}, ...>: gradient variants {sorted(g)} (want 1, 2, 3)" for v, g in sorted(grads_of.items())
+                 if g != {1, 2, 3}]
     for f in failures:
         print("sass_check: FAIL " + f)
     return 1 if failures else 0

@@ -8,7 +8,9 @@ The fused backward recomputes sigma and K (they are never stored), so from the
 gradient formulas of SPEC section 1, per element of sigma (T = N*O*(C/g)*kH*kW*Ho*Wo):
   forward : 1 tanh, kH*kW + 1 multiply-adds (sigma, then K*X)
   backward: 1 tanh (recomputed), 3*kH*kW + 1 multiply-adds
-            (sigma again, dQ, dX through the kernel, and the direct term dX += g*t)
+            (sigma again, dQ, dX through the kernel, and the direct term dX += g*t);
+            without the input's gradient (a first layer, SPEC section 3) 2*kH*kW + 1
+            (sigma again, dQ, dbeta) and no dx written
 The forward+backward floor is the forward floor plus the backward floor (two passes).
 """
 
@@ -147,7 +149,8 @@ def _pass_floor(tanh: float, fma: float, nbytes: float, rates: dict, bandwidth: 
     return {**terms, "floor_s": terms[bound], "bound": bound[:-2], "tanh": tanh, "fma": fma, "bytes": nbytes}
 
 
-def case_floor(shape, n: int, dtype: torch.dtype, rates: dict, bandwidth: float) -> Optional[dict]:
+def case_floor(shape, n: int, dtype: torch.dtype, rates: dict, bandwidth: float,
+               input_grad: bool = True) -> Optional[dict]:
     if not rates or not bandwidth:
         return None
     k2, cg, ho = shape.k * shape.k, shape.C // shape.groups, shape.out_size()
@@ -158,6 +161,8 @@ def case_floor(shape, n: int, dtype: torch.dtype, rates: dict, bandwidth: float)
     beta = shape.O * cg * k2
     y = n * shape.O * ho * ho
     fwd = _pass_floor(t, (k2 + 1) * t, es * (x + q + beta + shape.O + y), rates, bandwidth)
-    # backward reads x, Q, beta, dL/dy and writes dx, dQ, dbeta, dbias
-    bwd = _pass_floor(t, (3 * k2 + 1) * t, es * (2 * (x + q + beta) + y + shape.O), rates, bandwidth)
+    # backward reads x, Q, beta, dL/dy and writes dx (with the input's gradient), dQ, dbeta, dbias
+    macs = (3 if input_grad else 2) * k2 + 1
+    bwd = _pass_floor(t, macs * t, es * ((2 if input_grad else 1) * x + 2 * (q + beta) + y + shape.O), rates,
+                      bandwidth)
     return {"fwd": fwd, "bwd": bwd, "fwd_s": fwd["floor_s"], "fwdbwd_s": fwd["floor_s"] + bwd["floor_s"]}

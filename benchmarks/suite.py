@@ -70,6 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sass-obj", action="append", default=[],
                    help="with --floors: an sm_90 object of the CUDA kernels to read (repeat; default: build them)")
     p.add_argument("--sass-cache", help="with --floors: where the built objects are cached (default build/sass_model)")
+    p.add_argument("--json", help="with --floors: also write the rows (kernels, %% of floor) as JSON to this path")
     args = p.parse_args(argv)
     if args.floors:
         return args
@@ -332,6 +333,6 @@ def main(argv=None) -> int:
     if args.floors:
         from . import floor_report
 
-        return floor_report.main(args.sass_obj, args.sass_cache)
+        return floor_report.main(args.sass_obj, args.sass_cache, args.json)
     run(argv)
     return 0

@@ -1,51 +1,100 @@
 """`python -m benchmarks --floors` (benchmarks/floor_report.py): the static model's expected
-% of the floor per SPEC shape and dtype, from the SASS of sm_90 objects it builds with nvcc
-(cached under build/sass_model). No GPU needed; nvcc is."""
+% of the floor per SPEC shape and dtype, from the SASS of sm_90 objects and the C++ planner's
+decisions. The whole report, built from real objects and the real planner, is checked by
+.ci/compile_cuda.sh (floor_report --check, which uses the objects it has just built); these
+tests check its parts without nvcc: the rows it must hold, the planner requests, the model."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from benchmarks import floor_report
+from benchmarks import floor_report, static_model
 from benchmarks.shapes import SPEC_SHAPES
 
-ROOT = Path(__file__).resolve().parents[1]
 
-
-def _nvcc_missing() -> str:
-    try:
-        floor_report.find_nvcc()
-    except floor_report.ToolMissing as exc:
-        return str(exc)
-    return ""
-
-
-@pytest.mark.skipif(bool(_nvcc_missing()), reason=f"no nvcc to build the sm_90 objects: {_nvcc_missing()}")
-def test_floors_report_every_spec_shape_and_dtype():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--floors"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {}
-    for line in proc.stdout.splitlines():
-        m = re.match(r"\| (\S+) \| (\w+) \| (forward\S*) \| `([^`]*)` \| (\d+)% \| (\d+)% \|", line)
-        if m:
-            rows[m.group(1), m.group(2), m.group(3)] = (m.group(4), int(m.group(5)), int(m.group(6)))
+def _report_rows(key=None, change=None):
+    """A complete floor report as check_rows wants it (synthetic percentages); the row of key
+    (shape, dtype, pass, input_grad) is updated with change, or left out when change is None."""
+    rows = []
     for shape in SPEC_SHAPES:
+        train = static_model.training_input_grad(shape)
         for dtype, tname in (("bfloat16", "bf16"), ("float16", "half"), ("float32", "float")):
-            assert (shape.name, dtype, "forward") in rows, (shape.name, dtype, proc.stdout)
-            kernel, pct, loop_only = rows[shape.name, dtype, "forward"]
-            # the kernel the planner picks: tensor cores for 16-bit (T + 1 <= 64), scalar float32
-            want = f"fwd_mma<{tname}, " if dtype != "float32" else f"fwd<float, int, {shape.k}, {shape.k}>"
-            assert kernel.startswith(want), (shape.name, dtype, kernel)
-            assert 0 < pct <= loop_only <= 100, (shape.name, dtype, pct, loop_only)  # staging only adds time
+            fwd = [f"fwd<float, int, {shape.k}, {shape.k}>"] if dtype == "float32" else [
+                f"pack_q_mma<1, {tname}>", f"fwd_mma<{tname}, 1, 1, true>"]
+            keys = [(shape.name, dtype, "forward", None)]
+            if dtype != "float32":
+                keys += [(shape.name, dtype, "forward+backward", g) for g in sorted({train, True})]
+            for k in keys:
+                row = {"shape": k[0], "dtype": dtype, "pass": k[2], "kernels": fwd, "pct_of_floor": 40.0,
+                       "pct_loop_only": 50.0}
+                if k[2] == "forward+backward":
+                    row.update(input_grad=k[3], kernels=fwd + [f"bwd_mma<{tname}, 1, 1, {3 if k[3] else 2}>"],
+                               pct_loop_only=40.0)
+                if k == key:
+                    if change is None:
+                        continue
+                    row.update(change)
+                rows.append(row)
+    return rows
+
+
+def test_check_rows_wants_every_shape_gradient_set_and_kernel():
+    """floor_report.check_rows (run on the real report by .ci/compile_cuda.sh): the first layers
+    have a forward+backward row without the input's gradient (weight-only kernel, grads 2) and
+    one with all gradients (grads 3); the other shapes one, with all; 16-bit rows name the
+    tensor-core kernels, and every percentage is in (0, 100] with staging never faster."""
+    rows = _report_rows()
+    assert floor_report.check_rows(rows) == []
+    assert len(rows) == 5 * 3 + 5 * 2 + 2 * 2  # forward, f+b with all gradients, first layers' weight only
+    lenet_train = ("lenet-mnist", "bfloat16", "forward+backward", False)
+    cases = {
+        lenet_train: None,  # the training row of a first layer is missing
+        ("resnet-stem", "float16", "forward+backward", True): None,  # its all-gradients row too
+        ("mid-64", "bfloat16", "forward+backward", True): {"kernels": ["fwd_mma<bf16, 1, 1, true>",
+                                                                        "bwd_input<bf16, int, 3, 3>"]},
+        ("mid-64", "float32", "forward", None): {"kernels": ["fwd_mma<float, 1, 1, true>"]},
+        ("depthwise-k7", "float16", "forward", None): {"pct_of_floor": 60.0},  # above its loop-only model
+        ("depthwise-256", "bfloat16", "forward+backward", True): {"pct_of_floor": None},
+    }
+    for key, change in cases.items():
+        problems = floor_report.check_rows(_report_rows(key, change))
+        assert len(problems) == 1 and key[0] in problems[0], (key, problems)
+    wrong = _report_rows(lenet_train, {"kernels": ["fwd_mma<bf16, 2, 3, true>", "bwd_mma<bf16, 2, 3, 3>"]})
+    assert "computes other gradients" in " ".join(floor_report.check_rows(wrong))
+    assert floor_report.check_rows(rows + [dict(rows[0])]) == ["1 duplicate row(s)"]
+
+
+def test_read_plans_asks_the_planner_tool_for_every_case(tmp_path):
+    """static_model.read_plans: one request line per (SPEC shape, dtype, gradients) with the
+    device limits, one JSON plan back per line; a plan the planner refuses is an error naming
+    the case."""
+    log = tmp_path / "requests.txt"
+    tool = tmp_path / "planner"
+    tool.write_text(f"""#!{sys.executable}
+import json, sys
+assert sys.argv[1:] == ["plan"]
+lines = sys.stdin.read().splitlines()
+open({str(log)!r}, "w").write("\\n".join(lines))
+for line in lines:
+    kv = dict(w.split("=") for w in line.split())
+    if kv["grads"] == "input" and kv["C"] == "1":
+        print(json.dumps({{"error": "no plan: input 1 x 1"}}))
+    else:
+        print(json.dumps({{"kernels": ["k_" + kv["dtype"] + "_" + kv["grads"]], "oct": int(kv["O"])}}))
+""")
+    tool.chmod(0o755)
+    with pytest.raises(RuntimeError, match=r"lenet-mnist.*input.*no plan: input 1 x 1"):
+        static_model.read_plans(str(tool))
+    requests = log.read_text().splitlines()
+    assert len(requests) == len(SPEC_SHAPES) * 3 * 4
+    assert all("sms=132 optin=232448 per_sm=233472" in r and "arch=90" in r for r in requests)
+    shapes = [s for s in SPEC_SHAPES if s.C > 1]
+    plans = static_model.read_plans(str(tool), shapes=shapes)
+    assert len(plans) == len(shapes) * 3 * 4
+    assert plans["mid-64", "bfloat16", "weight"] == {"kernels": ["k_bf16_weight"], "oct": 64}
+    assert plans["depthwise-k7", "float32", "none"]["kernels"] == ["k_f32_none"]
 
 
 def test_floors_without_nvcc_says_so(monkeypatch, capsys, tmp_path):
@@ -70,21 +119,25 @@ def test_floors_missing_object_is_named(monkeypatch, capsys, tmp_path):
     assert "missing.o: no such file" in capsys.readouterr().err
 
 
-def test_fwdbwd_section_reports_the_backward_rows(monkeypatch):
-    """The forward+backward rows come from static_model.backward_rows (the fused backward's
-    section) as soon as the module has it: --floors then prints them without more wiring."""
-    from benchmarks import static_model
+def test_fwdbwd_section_rows_per_gradient_set(monkeypatch):
+    """The forward+backward rows come from static_model.backward_rows, per set of gradients:
+    the first layers (SPEC section 3: their input never requires grad) get a row without the
+    input's gradient and one with all; the other shapes one, with all. Each row carries the
+    kernels of the planner's forward and backward plans."""
+    def fake_backward_rows(kernels, fwd, plans, input_grad):
+        return [{"shape": s.name, "dtype": "bfloat16", "input_grad": input_grad,
+                 "kernels": ["fwd_mma<bf16, 1, 1, true>", f"bwd_mma<bf16, 1, 1, {3 if input_grad else 2}>"],
+                 "after": {"pct_of_floor": 30.0 + input_grad}} for s in SPEC_SHAPES]
 
-    fake = [{"shape": "mid-64", "dtype": "bfloat16",
-             "after": {"fwd": "fwd_mma<bf16, 1, 1>", "bwd": "bwd_mma<bf16, 1, 1>", "pct_of_floor": 33.0}},
-            {"shape": "mid-64", "dtype": "float16"}]
-    monkeypatch.setattr(static_model, "forward_rows", lambda kernels: [])
-    monkeypatch.setattr(static_model, "backward_rows", lambda kernels, fwd: fake, raising=False)
-    rows = static_model.fwdbwd_floor_rows({})
-    assert rows[0] == {"shape": "mid-64", "dtype": "bfloat16", "pass": "forward+backward",
-                       "kernel": "fwd_mma<bf16, 1, 1> + bwd_mma<bf16, 1, 1>", "pct_of_floor": 33.0,
-                       "pct_loop_only": 33.0}
-    assert rows[1]["pct_of_floor"] is None and rows[1]["kernel"] is None
+    monkeypatch.setattr(static_model, "forward_rows", lambda kernels, plans: [])
+    monkeypatch.setattr(static_model, "backward_rows", fake_backward_rows)
+    rows = static_model.fwdbwd_floor_rows({}, {})
+    got = [(r["shape"], r["input_grad"], r["pct_of_floor"]) for r in rows]
+    assert got == [("lenet-mnist", False, 30.0), ("lenet-mnist", True, 31.0), ("resnet-stem", False, 30.0),
+                   ("resnet-stem", True, 31.0), ("mid-64", True, 31.0), ("depthwise-256", True, 31.0),
+                   ("depthwise-k7", True, 31.0)]
+    assert rows[0]["kernels"] == ["fwd_mma<bf16, 1, 1, true>", "bwd_mma<bf16, 1, 1, 2>"]
+    assert rows[0]["pass"] == "forward+backward" and rows[0]["kernel"] == " + ".join(rows[0]["kernels"])
     assert static_model.fwdbwd_floor_rows in static_model.FLOOR_SECTIONS
 
 
@@ -148,13 +201,22 @@ def test_fused_backward_model_paired_and_one_channel():
     block(["LDSM.16.MT88.4"] * 32 + [hmma] * 16, True)  # dQ 'one': 16 k-steps
     block(["LDSM.16.MT88.4"] * 32 + [hmma] * 32, True)  # dQ 'two'
     block(["LDSM.16.MT88.4"] * 16 + ["LDSM.16.M88.4"] * 16 + [hmma] * 16, True)  # dQ 'last'
-    paired = sm.fused_backward_cycles(code, 9, 64)
+    paired = sm.fused_backward_cycles(code, 9, 8)
     assert paired["paired"] and paired["round"]["instr"] == 80
     # 8 warps x (73 / 4 / 2 + 80 / 4 / 8) + 8 k-steps x (2 cycles ('one') + 2 / 8 ('last'))
     assert paired["tile_cycles"] == pytest.approx(8 * (73 / 8 + 20 / 8) + 8 * (2 + 2 / 8))
+    # The planner's oct sets the round: 4 channels share the round's code and the 'last' unit.
+    four = sm.fused_backward_cycles(code, 9, 4)
+    assert four["tile_cycles"] == pytest.approx(8 * (73 / 8 + 20 / 4) + 8 * (2 + 2 / 4))
+    # Weight only: no dX HMMA, so the 4 HMMA of the paired loop are two trips (sigma: 2 a trip).
+    weight_only = sm.fused_backward_cycles(code, 9, 8, input_grad=False)
+    assert weight_only["tile_cycles"] == pytest.approx(8 * (73 / 16 + 20 / 8) + 8 * (2 + 2 / 8))
+    # Input only: no dQ, and no dQ loop needed.
+    input_only = sm.fused_backward_cycles(code[:-49], 9, 8, weight_grad=False)
+    assert input_only["dq_cycles"] == 0 and input_only["tile_cycles"] == pytest.approx(8 * (73 / 8 + 20 / 8))
     depthwise = sm.fused_backward_cycles(code, 9, 1)
     assert not depthwise["paired"] and depthwise["loop"]["instr"] == 61
     # 8 warps x 61 / 4 + 8 k-steps x 4 cycles ('two': tap tiles 0 and 1)
     assert depthwise["tile_cycles"] == pytest.approx(8 * 61 / 4 + 8 * 4)
     # A kernel without the dQ loop it needs is not modelled.
-    assert sm.fused_backward_cycles(code[:-49], 9, 64) is None
+    assert sm.fused_backward_cycles(code[:-49], 9, 8) is None

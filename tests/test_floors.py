@@ -98,3 +98,18 @@ def test_unknown_clock_is_recorded_and_gives_no_floor(device):
     assert info["clock_source"].startswith("unknown: ")
     assert "cuDeviceGetAttribute" in info["clock_source"] and "nvidia-smi" in info["clock_source"]
     assert floors.peak_rates(info, torch.float32) is None
+
+
+def test_backward_floor_without_input_grad():
+    """SPEC section 3: the first layers train without the input's gradient; their backward
+    floor drops the dX multiply-adds (2 kH kW + 1 per tanh instead of 3 kH kW + 1) and the dx write."""
+    from benchmarks.shapes import SHAPES
+
+    rates = {"tanh_per_s": 1e12, "fma_per_s": 1e13}
+    shape = SHAPES["lenet-mnist"]
+    t, x = shape.tanh_evals(256), 256 * shape.C * shape.H * shape.W
+    full = floors.case_floor(shape, 256, torch.bfloat16, rates, 3e12)
+    first = floors.case_floor(shape, 256, torch.bfloat16, rates, 3e12, input_grad=False)
+    assert full["bwd"]["fma"] == (3 * 25 + 1) * t and first["bwd"]["fma"] == (2 * 25 + 1) * t
+    assert full["bwd"]["bytes"] - first["bwd"]["bytes"] == 2 * x
+    assert first["fwd"] == full["fwd"] and first["fwdbwd_s"] <= full["fwdbwd_s"]

@@ -105,8 +105,10 @@ at::Tensor adaptive_conv2d_forward_cuda(const at::Tensor& input, const at::Tenso
   if (y.numel() == 0) return y;  // N == 0 or O == 0: nothing to launch
 
   cuda::ForwardPlan plan;
+  cuda::DeviceLimits limits;
   std::string why;
-  TORCH_CHECK(cuda::plan_forward(dtype_of(x.scalar_type()), s, &plan, &why),
+  TORCH_CHECK(cuda::query_device_limits(&limits, &why) &&
+                  cuda::plan_forward(dtype_of(x.scalar_type()), s, limits, &plan, &why),
               "adaptive_conv2d (CUDA) forward: ", why);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   const at::Tensor q_pack = plan.q_pack_elems > 0 ? at::empty({plan.q_pack_elems}, x.options()) : at::Tensor();
@@ -166,9 +168,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> adaptive_conv2d_backward_cuda(
   const bool deterministic = at::globalContext().deterministicAlgorithms();
 
   cuda::BackwardPlan plan;
+  cuda::DeviceLimits limits;
   std::string why;
-  TORCH_CHECK(cuda::plan_backward(dtype_of(x.scalar_type()), s, need_input, need_weight,
-                                  deterministic, &plan, &why),
+  TORCH_CHECK(cuda::query_device_limits(&limits, &why) &&
+                  cuda::plan_backward(dtype_of(x.scalar_type()), s, need_input, need_weight,
+                                      deterministic, limits, &plan, &why),
               "adaptive_conv2d (CUDA) backward: ", why);
 
   // Accumulators: grad_input in the accumulation type (float32 for float32/16-bit inputs,

@@ -4,9 +4,10 @@
 // the kernels on its own and the torch binding (adaptive_conv2d_cuda.cpp, built
 // by the host compiler) can call them through explicit template instantiations.
 //
-// Use: plan_forward/plan_backward pick tiles, shared-memory sizes, workspace
-// sizes and the index width for one call on the current device; the caller
-// allocates what the plan asks for and calls launch_forward/launch_backward
+// Use: query_device_limits describes the current device; plan_forward/plan_backward
+// pick tiles, shared-memory sizes, workspace sizes, the kernel variant and the index
+// width for one call on a device with those limits (pure functions, no CUDA calls); the
+// caller allocates what the plan asks for and calls launch_forward/launch_backward
 // with the matching <scalar_t, index_t> (index_t = int64_t iff plan.use_int64).
 // Definitions: adaptive_conv2d_kernels_impl.cuh (kernels, launchers) and
 // adaptive_conv2d_kernels.cu (planner), instantiated one dtype per .cu file.
@@ -55,6 +56,7 @@ struct ForwardPlan {
   // off_box counts 16-bit elements (kernels/forward_mma.cuh).
   bool mma = false;
   int mma_ks = 0;
+  int mma_tail = -1;  // kernel variant: T = 8 mma_tail + 1 at compile time (odd square kernels), -1: any T
   // Tensor-core kernel: Q and beta packed once per call (adaptive_conv2d_pack_q_mma_kernel)
   // into a 16-bit workspace of q_pack_elems elements that the caller allocates; per round
   // the blocks copy it into shared memory as it is. q_last_shared: the last tap of all oct
@@ -105,21 +107,38 @@ struct BackwardPlan {
   int64_t dw_ws_elems = 0, dkb_ws_elems = 0;  // double workspaces (kWorkspace)
 
   // Fused tensor-core backward (float16/bfloat16, kernels/backward_mma.cuh): one kernel for
-  // all three gradients, K = 16 * mma_ks. It uses xtile, dx_mode, w_splits, dw_mode and the
-  // workspaces above with the same meaning; the x_* / w_* kernel fields are unused.
+  // the wanted gradients (need_input, need_weight), K = 16 * mma_ks. It uses xtile, dx_mode
+  // (need_input), w_splits, dw_mode (need_weight) and the workspaces above with the same
+  // meaning; the x_* / w_* kernel fields are unused.
   bool mma = false;
   int mma_ks = 0, m_oct = 1, m_rounds = 1, m_smem = 0;
+  int mma_tail = -1;  // kernel variant, as ForwardPlan::mma_tail
   int m_off_q = 0, m_off_col = 0, m_off_dl = 0, m_off_ds = 0;  // shared-memory carve-up, bytes
 };
 
-// Return false (and a reason) when the problem cannot be run by these kernels
-// (a dilated kernel extent so large that not even a 1x1 tile fits in shared memory).
+// What the planner needs to know about the device. The caller queries it
+// (query_device_limits); the planner itself calls no CUDA API, so that it is a pure function
+// of its arguments (the emulation and the static model plan for devices they do not have).
+struct DeviceLimits {
+  int sms = 1;                          // multiprocessors
+  int64_t smem_optin = 48 * 1024;       // dynamic shared memory per block, with opt-in
+  int64_t smem_per_sm = 49 * 1024;      // shared memory per multiprocessor (1 KB per block reserved)
+  int regs_per_sm = 64 * 1024;          // 32-bit registers per multiprocessor
+  int arch = 90;                        // compute capability, major * 10 + minor
+};
+bool query_device_limits(DeviceLimits* limits, std::string* why);
+
+// Return false (and a reason naming the shape) when the problem cannot be run by these
+// kernels (a dilated kernel extent so large that not even a 1x1 tile fits in shared memory).
 // allow_mma = false keeps the 16-bit forward on the scalar kernels (tests compare both).
-bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, std::string* why,
-                  bool allow_mma = true);
-// allow_mma = false keeps the 16-bit backward on the scalar kernels.
+bool plan_forward(DType dtype, const AdaptiveConvShape& s, const DeviceLimits& limits, ForwardPlan* plan,
+                  std::string* why, bool allow_mma = true);
+// allow_mma = false keeps the 16-bit backward on the scalar kernels. The fused tensor-core
+// backward is planned for float16/bfloat16 whenever it fits, for any non-empty set of
+// gradients (need_input, need_weight).
 bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
-                   bool deterministic, BackwardPlan* plan, std::string* why, bool allow_mma = true);
+                   bool deterministic, const DeviceLimits& limits, BackwardPlan* plan, std::string* why,
+                   bool allow_mma = true);
 
 // Forward: output (N, O, Ho, Wo) contiguous, every element written. q_pack: the
 // plan.q_pack_elems-element workspace (null when that is 0).

@@ -39,6 +39,11 @@
 // At the end the block's dQ leaves once, like the scalar grad_weight kernel: plain stores
 // (one split), double atomicAdd, or (deterministic) a per-split workspace reduced in split
 // order by adaptive_conv2d_reduce_splits_kernel.
+//
+// Which gradients a variant produces is a template argument (kGrads, BwdGrads): the
+// weight-only kernel (a first layer, whose input needs no gradient) has no dX GEMM, no dX
+// accumulators and no step 4; the input-only kernel (frozen generator) stores no dsigma and
+// has no dQ accumulator and no step 3. The planner gives each the shared memory it needs.
 #pragma once
 
 #include "backward_input.cuh"
@@ -48,6 +53,9 @@
 namespace adaptive_conv_ext {
 namespace cuda {
 namespace {
+
+// The gradients a fused backward kernel produces (template argument kGrads, a bit set).
+enum BwdGrads : int { kBwdInput = 1, kBwdWeight = 2, kBwdBoth = 3 };
 
 struct BwdMmaCfg {
   int toh, tow, P, Pp, bh, bw, box, tiles_h, tiles_w;
@@ -79,7 +87,8 @@ struct BwdPackedTanh {
 // of the odd square kernels): columns 2 tq + 1 are the beta column or padding, whose
 // dsigma nothing reads (Q rows >= T are 0, dQ rows >= T are dropped), so only elements 0
 // and 2 are computed (one packed tanh, or two scalar ones) and the others are set to 0.
-template <typename scalar_t>
+// kSoft: tanh on the FMA pipe (soft_tanh.cuh, packed 16-bit), no MUFU.
+template <typename scalar_t, bool kSoft = false>
 __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, uint32_t x23, const float (&gv)[4],
                                             uint32_t gg0, uint32_t gg1, bool first_col_only, float (&dxd)[4],
                                             uint32_t& ds01, uint32_t& ds23) {
@@ -102,9 +111,16 @@ __device__ __forceinline__ void dsigma_tile(const float (&c)[4], uint32_t x01, u
     ds23 = ds02 >> 16;
     return;
   }
-  if constexpr (BwdPackedTanh<scalar_t>::value) {
-    const uint32_t t01 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[0], c[1]));
-    const uint32_t t23 = ptx::tanh2<scalar_t>(ptx::pack2f<scalar_t>(c[2], c[3]));
+  if constexpr (kSoft || BwdPackedTanh<scalar_t>::value) {
+    auto tanh2 = [](uint32_t v) {
+      if constexpr (kSoft) {
+        return soft_tanh::tanh2<scalar_t>(v);
+      } else {
+        return ptx::tanh2<scalar_t>(v);
+      }
+    };
+    const uint32_t t01 = tanh2(ptx::pack2f<scalar_t>(c[0], c[1]));
+    const uint32_t t23 = tanh2(ptx::pack2f<scalar_t>(c[2], c[3]));
     t[0] = ptx::lo_float<scalar_t>(t01);
     t[1] = ptx::hi_float<scalar_t>(t01);
     t[2] = ptx::lo_float<scalar_t>(t23);
@@ -173,7 +189,7 @@ __device__ __forceinline__ void dq_unit(float* dqo, int nstride, int nlim, int k
 // kernel for T = 8 kTail + 1 exactly (odd square kernels, as in forward_mma.cuh), with the
 // tile counts and the one-column last tile known at compile time, and the paired loop and
 // shared tile (kPaired); kTail = -1: any T with T + 1 <= 16 KS, the one-channel loop only.
-template <typename scalar_t, int KS, int kTail>
+template <typename scalar_t, int KS, int kTail, int kGrads>
 __global__ void __launch_bounds__(kThreads, 1)
 adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t* __restrict__ grad_out,
                                const scalar_t* __restrict__ input, const scalar_t* __restrict__ weight,
@@ -183,6 +199,13 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
   static_assert(kTail < 0 || 8 * kTail + 2 <= mma_k(KS), "T + 1 must fit in K");
   constexpr int kK = mma_k(KS), kRow = mma_row(KS);
   constexpr bool kPaired = kTail >= 0;  // pairs of output channels + the shared last-tap tile
+  constexpr bool kDx = (kGrads & kBwdInput) != 0, kDw = (kGrads & kBwdWeight) != 0;
+  static_assert(kDx || kDw, "a fused backward produces at least one gradient");
+  // Weight only, 5x5 and 7x7, tanh.approx.f32 (bfloat16): the paired loop is bound by the MUFU
+  // with issue slots to spare (no dX GEMM), so one tap tile of its 2 kTail per trip takes the
+  // FMA-pipe tanh (static model, lenet bf16: 48 -> 41 cycles a trip). Not for 3x3 (two tiles a
+  // trip leave too few slots), float16 (its packed tanh's unpacking fills them) or with dX.
+  constexpr bool kSoftTile = kPaired && !kDx && kTail >= 3 && !BwdPackedTanh<scalar_t>::value;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   float* const dq = reinterpret_cast<float*>(smem_raw);                         // [Og][T][T + 1]
   scalar_t* const qs = reinterpret_cast<scalar_t*>(smem_raw + cfg.off_q);       // [oct][kK][kRow]
@@ -213,8 +236,10 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
     const int split = static_cast<int>(item / g.C);
     const int gi = c_abs / g.Cg, cl = c_abs - gi * g.Cg;
 
-    __syncthreads();  // the previous item's readers of dq are done
-    for (int i = tid; i < g.Og * T * T1; i += kThreads) dq[i] = 0.f;
+    if constexpr (kDw) {
+      __syncthreads();  // the previous item's readers of dq are done
+      for (int i = tid; i < g.Og * T * T1; i += kThreads) dq[i] = 0.f;
+    }
     bool q_staged = false;
 
     for (int w = split; w < cfg.work_items; w += cfg.splits) {
@@ -320,12 +345,18 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
                 uint32_t ds[4];  // A fragment: dsigma of ol (k 0-7), of ol + 1 (k 8-15)
                 const uint32_t x01 = a[j / 2][2 * (j % 2)], x23 = a[j / 2][2 * (j % 2) + 1];
                 dsigma_tile<scalar_t>(c[0], x01, x23, gv[0], gg[0][0], gg[0][1], false, dxacc[j], ds[0], ds[1]);
-                dsigma_tile<scalar_t>(c[1], x01, x23, gv[1], gg[1][0], gg[1][1], false, dxacc[j], ds[2], ds[3]);
-                *reinterpret_cast<uint32_t*>(dso + 8 * j) = ds[0];
-                *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 8 * j) = ds[1];
-                *reinterpret_cast<uint32_t*>(dso + cfg.Pp * kRow + 8 * j) = ds[2];
-                *reinterpret_cast<uint32_t*>(dso + (cfg.Pp + 8) * kRow + 8 * j) = ds[3];
-                dx_step<scalar_t, KS>(dxacc, ds, q + pqtrow + 8 * j * kRow, T);
+                if (kSoftTile && j == 0) {
+                  dsigma_tile<scalar_t, kSoftTile>(c[1], x01, x23, gv[1], gg[1][0], gg[1][1], false, dxacc[j], ds[2], ds[3]);
+                } else {
+                  dsigma_tile<scalar_t>(c[1], x01, x23, gv[1], gg[1][0], gg[1][1], false, dxacc[j], ds[2], ds[3]);
+                }
+                if constexpr (kDw) {
+                  *reinterpret_cast<uint32_t*>(dso + 8 * j) = ds[0];
+                  *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 8 * j) = ds[1];
+                  *reinterpret_cast<uint32_t*>(dso + cfg.Pp * kRow + 8 * j) = ds[2];
+                  *reinterpret_cast<uint32_t*>(dso + (cfg.Pp + 8) * kRow + 8 * j) = ds[3];
+                }
+                if constexpr (kDx) dx_step<scalar_t, KS>(dxacc, ds, q + pqtrow + 8 * j * kRow, T);
               }
             }
             // 2b. The shared tile: tap T - 1 of output channels o0 + 0..7 as the 8 columns (those
@@ -348,13 +379,17 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
               const scalar_t x0 = col[(warp * 16 + gq) * kRow + T - 1], x1 = col[(warp * 16 + gq + 8) * kRow + T - 1];
               uint32_t ds[4] = {0u, 0u, 0u, 0u};
               dsigma_tile<scalar_t>(c, ptx::pack2(x0, x0), ptx::pack2(x1, x1), gv, gg0, gg1, false, dlast, ds[0], ds[1]);
-              scalar_t* const dl = dls + (2 * tq) * dlw + warp * 16 + gq;
-              dl[0] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[0] & 0xffffu));
-              dl[dlw] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[0] >> 16));
-              dl[8] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[1] & 0xffffu));
-              dl[dlw + 8] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[1] >> 16));
-              const scalar_t* const qt = (li & 1) ? qs + T * kRow : qlast;  // k 8-15: the zero row
-              dx_step<scalar_t, KS>(dxacc, ds, qt + 8 * (li >> 1), T);
+              if constexpr (kDw) {
+                scalar_t* const dl = dls + (2 * tq) * dlw + warp * 16 + gq;
+                dl[0] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[0] & 0xffffu));
+                dl[dlw] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[0] >> 16));
+                dl[8] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[1] & 0xffffu));
+                dl[dlw + 8] = ptx::from_bits16<scalar_t>(static_cast<uint16_t>(ds[1] >> 16));
+              }
+              if constexpr (kDx) {
+                const scalar_t* const qt = (li & 1) ? qs + T * kRow : qlast;  // k 8-15: the zero row
+                dx_step<scalar_t, KS>(dxacc, ds, qt + 8 * (li >> 1), T);
+              }
             }
             gp[0] += n_paired * hw;
             gp[1] += n_paired * hw;
@@ -388,16 +423,19 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
                 dsigma_tile<scalar_t>(c_hi, a[np][2], a[np][3], gv, gg0, gg1, T - 16 * np - 8 == 1, dxacc[2 * np + 1], ds[2],
                                       ds[3]);
               }
-              *reinterpret_cast<uint32_t*>(dso + 16 * np) = ds[0];
-              *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 16 * np) = ds[1];
-              *reinterpret_cast<uint32_t*>(dso + 16 * np + 8) = ds[2];
-              *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 16 * np + 8) = ds[3];
+              if constexpr (kDw) {
+                *reinterpret_cast<uint32_t*>(dso + 16 * np) = ds[0];
+                *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 16 * np) = ds[1];
+                *reinterpret_cast<uint32_t*>(dso + 16 * np + 8) = ds[2];
+                *reinterpret_cast<uint32_t*>(dso + 8 * kRow + 16 * np + 8) = ds[3];
+              }
               // dX += dsigma[:, uv 16 np ..] . Q[uv 16 np .., K]: Q rows uv >= T are 0.
-              dx_step<scalar_t, KS>(dxacc, ds, q + qtrow + 16 * np * kRow, T);
+              if constexpr (kDx) dx_step<scalar_t, KS>(dxacc, ds, q + qtrow + 16 * np * kRow, T);
             }
           }
         }
-        __syncthreads();  // dsigma of every pixel of the tile is in dss (and dls)
+        __syncthreads();  // dsigma of every pixel of the tile is in dss (and dls); qs is read
+        if constexpr (!kDw) continue;  // input only: step 3 is the rest of the round
 
         // 3. dQ^T[K, uv] += patch^T . dsigma over the tile's pixels (M = K, N = taps), one unit
         // per warp at a time: (output channel, K m-tile, pair of n8 tap tiles), then, with the
@@ -429,6 +467,7 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
         }
       }
 
+      if constexpr (!kDx) continue;  // weight only: the rest of the tile is dX's
       if constexpr (kPaired) {  // the shared tile's direct term: column T - 1, summed over the quad
         if (warp_active) {
           float s0 = dlast[0] + dlast[1], s1 = dlast[2] + dlast[3];
@@ -489,6 +528,7 @@ adaptive_conv2d_bwd_mma_kernel(const Geom g, const BwdMmaCfg cfg, const scalar_t
     }
 
     // The block's dQ and dbeta of channel cl leave once.
+    if constexpr (!kDw) continue;
     __syncthreads();
     const int E = g.O * g.Cg * T * T, Eb = g.O * g.Cg * T;
     for (int i = tid; i < g.Og * T * T1; i += kThreads) {

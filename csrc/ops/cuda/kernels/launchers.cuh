@@ -88,12 +88,13 @@ FwdMmaKernel<scalar_t> fwd_mma_variant(bool shared) {
 }
 
 template <typename scalar_t>
-FwdMmaKernel<scalar_t> pick_fwd_mma(int ks, int T, bool shared) {
+FwdMmaKernel<scalar_t> pick_fwd_mma(int ks, int tail, bool shared) {
   if constexpr (std::is_same<scalar_t, __half>::value || std::is_same<scalar_t, __nv_bfloat16>::value) {
-    if (ks == 1 && T == 1) return fwd_mma_variant<scalar_t, 1, 0>(shared);
-    if (ks == 1 && T == 9) return fwd_mma_variant<scalar_t, 1, 1>(shared);
-    if (ks == 2 && T == 25) return fwd_mma_variant<scalar_t, 2, 3>(shared);
-    if (ks == 4 && T == 49) return fwd_mma_variant<scalar_t, 4, 6>(shared);
+    if (ks == 1 && tail == 0) return fwd_mma_variant<scalar_t, 1, 0>(shared);
+    if (ks == 1 && tail == 1) return fwd_mma_variant<scalar_t, 1, 1>(shared);
+    if (ks == 2 && tail == 3) return fwd_mma_variant<scalar_t, 2, 3>(shared);
+    if (ks == 4 && tail == 6) return fwd_mma_variant<scalar_t, 4, 6>(shared);
+    if (tail >= 0) return nullptr;  // planner bug: no such variant
     if (shared) return nullptr;  // planner bug: the shared tile needs an odd square kernel
     if (ks == 1) return fwd_mma_variant<scalar_t, 1, -1>(false);
     if (ks == 2) return fwd_mma_variant<scalar_t, 2, -1>(false);
@@ -188,20 +189,29 @@ template <typename scalar_t>
 using BwdMmaKernel = void (*)(Geom, BwdMmaCfg, const scalar_t*, const scalar_t*, const scalar_t*, const scalar_t*,
                               float*, float*, double*, double*, double*, double*);
 
-// Fused tensor-core backward for K = 16 * ks: float16/bfloat16 with 32-bit indices only; the
-// odd square kernels (T = 1, 9, 25, 49) have compile-time tile counts of their own.
+template <typename scalar_t, int KS, int kTail>
+BwdMmaKernel<scalar_t> bwd_mma_variant(int grads) {
+  if (grads == kBwdInput) return adaptive_conv2d_bwd_mma_kernel<scalar_t, KS, kTail, kBwdInput>;
+  if (grads == kBwdWeight) return adaptive_conv2d_bwd_mma_kernel<scalar_t, KS, kTail, kBwdWeight>;
+  return adaptive_conv2d_bwd_mma_kernel<scalar_t, KS, kTail, kBwdBoth>;
+}
+
+// Fused tensor-core backward for K = 16 * ks and the gradients in grads (BwdGrads):
+// float16/bfloat16 with 32-bit indices only; the odd square kernels (T = 1, 9, 25, 49) have
+// compile-time tile counts of their own.
 template <typename scalar_t, typename index_t>
-BwdMmaKernel<scalar_t> pick_bwd_mma(int ks, int T) {
+BwdMmaKernel<scalar_t> pick_bwd_mma(int ks, int tail, int grads) {
   constexpr bool k16 = std::is_same<scalar_t, __half>::value || std::is_same<scalar_t, __nv_bfloat16>::value;
   if constexpr (k16 && std::is_same<index_t, int32_t>::value) {
-    if (ks == 1 && T == 1) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1, 0>;
-    if (ks == 1 && T == 9) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1, 1>;
-    if (ks == 2 && T == 25) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 2, 3>;
-    if (ks == 4 && T == 49) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 4, 6>;
-    if (ks == 1) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 1, -1>;
-    if (ks == 2) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 2, -1>;
-    if (ks == 3) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 3, -1>;
-    if (ks == 4) return adaptive_conv2d_bwd_mma_kernel<scalar_t, 4, -1>;
+    if (ks == 1 && tail == 0) return bwd_mma_variant<scalar_t, 1, 0>(grads);
+    if (ks == 1 && tail == 1) return bwd_mma_variant<scalar_t, 1, 1>(grads);
+    if (ks == 2 && tail == 3) return bwd_mma_variant<scalar_t, 2, 3>(grads);
+    if (ks == 4 && tail == 6) return bwd_mma_variant<scalar_t, 4, 6>(grads);
+    if (tail >= 0) return nullptr;  // planner bug: no such variant
+    if (ks == 1) return bwd_mma_variant<scalar_t, 1, -1>(grads);
+    if (ks == 2) return bwd_mma_variant<scalar_t, 2, -1>(grads);
+    if (ks == 3) return bwd_mma_variant<scalar_t, 3, -1>(grads);
+    if (ks == 4) return bwd_mma_variant<scalar_t, 4, -1>(grads);
   }
   return nullptr;
 }
@@ -230,7 +240,8 @@ cudaError_t launch_backward_mma(const AdaptiveConvShape& s, const BackwardPlan& 
   c.dx_mode = static_cast<int>(plan.dx_mode);
   c.dw_mode = static_cast<int>(plan.dw_mode);
   c.items = static_cast<long long>(s.C) * c.splits;
-  const auto kernel = pick_bwd_mma<scalar_t, index_t>(plan.mma_ks, static_cast<int>(s.kH * s.kW));
+  const int grads = (plan.need_input ? kBwdInput : 0) | (plan.need_weight ? kBwdWeight : 0);
+  const auto kernel = pick_bwd_mma<scalar_t, index_t>(plan.mma_ks, plan.mma_tail, grads);
   if (kernel == nullptr) return cudaErrorInvalidValue;  // planner bug: no such tensor-core kernel
   cudaError_t e = prepare_smem(kernel, plan.m_smem);
   if (e != cudaSuccess) return e;
@@ -240,12 +251,12 @@ cudaError_t launch_backward_mma(const AdaptiveConvShape& s, const BackwardPlan& 
                        buf.dw_workspace, buf.dkb_workspace);
   e = cudaGetLastError();
   if (e != cudaSuccess) return e;
-  if (plan.dx_mode == DxMode::kWorkspace) {
+  if (plan.need_input && plan.dx_mode == DxMode::kWorkspace) {
     e = launch_gather_dx<float, int32_t>(s, g, d, reinterpret_cast<const float*>(buf.dx_workspace),
                                          reinterpret_cast<float*>(buf.grad_input), stream);
     if (e != cudaSuccess) return e;
   }
-  if (plan.dw_mode == DwMode::kWorkspace) {
+  if (plan.need_weight && plan.dw_mode == DwMode::kWorkspace) {
     e = launch_reduce_splits(s, plan.w_splits, buf.dw_workspace, buf.grad_weight, buf.dkb_workspace,
                              buf.grad_kernel_bias, stream);
   }
@@ -290,7 +301,7 @@ cudaError_t launch_forward(const AdaptiveConvShape& s, const ForwardPlan& plan,
     c.q_rows_m = div_magic(static_cast<unsigned>(c.q_rows));
     c.q_tr_m = div_magic(static_cast<unsigned>(std::max(1, plan.q_last_shared ? g.T - 1 : g.T)));
     const auto pack = pick_pack_q_mma<scalar_t>(plan.mma_ks);
-    const auto kernel = pick_fwd_mma<scalar_t>(plan.mma_ks, g.T, plan.q_last_shared);
+    const auto kernel = pick_fwd_mma<scalar_t>(plan.mma_ks, plan.mma_tail, plan.q_last_shared);
     if (pack == nullptr || kernel == nullptr) return cudaErrorInvalidValue;  // planner bug: no such kernel
     cudaError_t e = cudaSuccess;
     if (plan.q_pack_elems > 0) {

@@ -1,6 +1,7 @@
 // Host-side planner: tiles, shared-memory carve-up, workspaces, index width and which
-// kernel runs, for one call on the current device. Included once, by
-// adaptive_conv2d_kernels.cu (and through it by the CPU emulation).
+// kernel runs, for one call on a device described by DeviceLimits (a pure function: the
+// caller queries the device). Included once, by adaptive_conv2d_kernels.cu (and through it
+// by the CPU emulation and its plan printer).
 #pragma once
 
 #include <vector>
@@ -22,26 +23,42 @@ int64_t pow2ceil(int64_t v) {
 bool static_size(const AdaptiveConvShape& s) {
   return s.kH == s.kW && (s.kH == 3 || s.kH == 5 || s.kH == 7);
 }
+
+// The tensor-core kernels' variant for T taps: T = 8 tail + 1 at compile time for the odd
+// square kernels (1x1, 3x3, 5x5, 7x7), -1 (any T) otherwise.
+int mma_tail_of(int64_t T) { return T == 1 || T == 9 || T == 25 || T == 49 ? static_cast<int>((T - 1) / 8) : -1; }
 int static_aw(int64_t k) { return k == 3 ? 9 : (k == 5 ? 25 : 28); }  // 28: 7x7 in two column groups
 
+// The planner's view of the device: what the caller passed, clamped to what every kernel
+// may assume (at least one SM and the default 48 KB of shared memory per block).
 struct DevLimits {
   int sms = 1;
   int64_t optin = kDefaultSmem;
+  int64_t per_sm = kDefaultSmem + 1024;
+  bool tensor_cores = true;  // mma.sync m16n8k16 with f16/bf16 (sm_80+; ptx.cuh traps below)
 };
 
-bool query_device(DevLimits* d, std::string* why) {
-  int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  int sms = 0, optin = 0;
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  if (e != cudaSuccess) {
-    *why = std::string("could not query the CUDA device: ") + cudaGetErrorString(e);
-    return false;
-  }
-  d->sms = std::max(sms, 1);
-  d->optin = std::max<int64_t>(optin, kDefaultSmem);
-  return true;
+DevLimits dev_limits(const DeviceLimits& d) {
+  DevLimits l;
+  l.sms = std::max(d.sms, 1);
+  l.optin = std::max<int64_t>(d.smem_optin, kDefaultSmem);
+  l.per_sm = std::max<int64_t>(d.smem_per_sm, l.optin + 1024);
+  l.tensor_cores = d.arch >= 80;
+  return l;
+}
+
+// "N x C x H x W, O output channels, kH x kW ...": the shape named in the planner's reasons.
+std::string shape_text(const AdaptiveConvShape& s) {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "input %lld x %lld x %lld x %lld, %lld output channels, kernel %lld x %lld, stride %lld x %lld, "
+                "padding %lld x %lld, dilation %lld x %lld, groups %lld",
+                static_cast<long long>(s.N), static_cast<long long>(s.C), static_cast<long long>(s.H),
+                static_cast<long long>(s.W), static_cast<long long>(s.O), static_cast<long long>(s.kH),
+                static_cast<long long>(s.kW), static_cast<long long>(s.sH), static_cast<long long>(s.sW),
+                static_cast<long long>(s.pH), static_cast<long long>(s.pW), static_cast<long long>(s.dH),
+                static_cast<long long>(s.dW), static_cast<long long>(s.groups));
+  return buf;
 }
 
 // Budgets tried in order: stay within the default 48 KB when possible (occupancy),
@@ -55,11 +72,11 @@ std::vector<int64_t> budgets(const DevLimits& d) {
 
 // Budgets of the fused tensor-core backward. Its registers (96-255 per thread) allow at most
 // two blocks per SM, so the largest budget that still lets two blocks share an SM comes
-// first (an SM's shared memory is the per-block opt-in + 1 KB reserved per block): more
-// output channels per round cost shared memory but save per-round work, and with oct >= 2
-// the odd square kernels run the paired loop and the shared last-tap tile.
+// first (1 KB of an SM's shared memory is reserved per block): more output channels per
+// round cost shared memory but save per-round work, and with oct >= 2 the odd square kernels
+// run the paired loop and the shared last-tap tile.
 std::vector<int64_t> bwd_mma_budgets(const DevLimits& d) {
-  const int64_t two_per_sm = (d.optin + 1024) / 2 - 1024;
+  const int64_t two_per_sm = std::min(d.per_sm / 2 - 1024, d.optin);
   if (two_per_sm <= kDefaultSmem) return budgets(d);
   std::vector<int64_t> b{two_per_sm};
   if (d.optin > two_per_sm) b.push_back(d.optin);
@@ -187,7 +204,7 @@ bool plan_forward_mma(const AdaptiveConvShape& s, const DevLimits& dl, ForwardPl
   const int64_t T = s.kH * s.kW, Cg = s.C / s.groups, Og = s.O / s.groups;
   if (T + 1 > mma_k(kMmaMaxKs)) return false;
   const int ks = static_cast<int>(ceil_div(T + 1, 16));
-  const bool odd_square = T == 1 || T == 9 || T == 25 || T == 49;
+  const bool odd_square = mma_tail_of(T) >= 0;
   const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, kMmaOct));
   auto bytes_of = [&](const TileGeom& t, int64_t oct, int64_t cch) {
     const bool shared = odd_square && oct >= 2;
@@ -208,6 +225,7 @@ bool plan_forward_mma(const AdaptiveConvShape& s, const DevLimits& dl, ForwardPl
     plan->static_taps = false;
     plan->mma = true;
     plan->mma_ks = ks;
+    plan->mma_tail = mma_tail_of(T);
     plan->q_last_shared = shared;
     plan->q_pack_elems = s.groups * ceil_div(Og, oct) * Cg * rows * mma_k(ks);
     plan->smem_bytes = static_cast<int>(bytes_of(t, oct, cch));
@@ -266,19 +284,19 @@ void plan_dw_reduction(int64_t base, int64_t work, int sms, bool deterministic, 
   }
 }
 
-// The fused tensor-core backward (kernels/backward_mma.cuh): float16/bfloat16, both
-// gradients wanted, T + 1 <= 64, 32-bit indexing (workspaces included), and the block's
-// fp32 dQ accumulator [Og][T][T + 1] in shared memory next to Q [oct][16 ks][16 ks + 8],
-// the im2col [Pp][16 ks + 8], the shared last-tap dsigma [8][Pp + 8] and dsigma
-// [oct][Pp][16 ks + 8] (16-bit), which dX [T][Pp]
-// (fp32) overlays. Returns false when it does not apply or nothing fits (the caller then
-// plans the scalar kernels).
-bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool deterministic, BackwardPlan* plan) {
+// The fused tensor-core backward (kernels/backward_mma.cuh): float16/bfloat16, T + 1 <= 64,
+// 32-bit indexing (workspaces included). Shared memory: the block's fp32 dQ accumulator
+// [Og][T][T + 1] (need_weight), Q [oct][16 ks][16 ks + 8], the im2col [Pp][16 ks + 8], the
+// shared last-tap dsigma [8][Pp + 8] (need_weight) and dsigma [oct][Pp][16 ks + 8] (16-bit,
+// need_weight), which dX [T][Pp] (fp32, need_input) overlays. Returns false when it does not
+// apply or nothing fits (the caller then plans the scalar kernels).
+bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool need_input, bool need_weight,
+                       bool deterministic, BackwardPlan* plan) {
   const int64_t T = s.kH * s.kW, Cg = s.C / s.groups, Og = s.O / s.groups;
-  if (T + 1 > mma_k(kMmaMaxKs) || Og < 1 || Cg < 1) return false;
+  if (!dl.tensor_cores || T + 1 > mma_k(kMmaMaxKs) || Og < 1 || Cg < 1) return false;
   const int64_t ks = ceil_div(T + 1, 16);
   const int64_t row = mma_row(static_cast<int>(ks)), kk = mma_k(static_cast<int>(ks));
-  const int64_t dq_bytes = align_up(Og * T * (T + 1) * 4, 16);
+  const int64_t dq_bytes = need_weight ? align_up(Og * T * (T + 1) * 4, 16) : 0;
   const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, kMmaOct));
   int64_t off_q = 0, off_col = 0, off_dl = 0, off_ds = 0;
   auto bytes_of = [&](const TileGeom& t, int64_t oct) {
@@ -286,8 +304,8 @@ bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool det
     off_q = dq_bytes;
     off_col = off_q + align_up(oct * kk * row * 2, 16);
     off_dl = off_col + align_up(pp * row * 2, 16);
-    off_ds = off_dl + align_up(kMmaOct * (pp + 8) * 2, 16);
-    return off_ds + align_up(std::max(oct * pp * row * 2, T * pp * 4), 16);
+    off_ds = off_dl + (need_weight ? align_up(kMmaOct * (pp + 8) * 2, 16) : 0);
+    return off_ds + align_up(std::max(need_weight ? oct * pp * row * 2 : 0, need_input ? T * pp * 4 : 0), 16);
   };
   const bool found = search_plans(T, tile_sequence(s, kMmaPixels), bwd_mma_budgets(dl), oct_max,
                                   [&](const TileGeom& t, int64_t budget, int64_t oct, int64_t tt) {
@@ -306,17 +324,26 @@ bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool det
   const TileGeom& t = plan->xtile;
   const int64_t work = s.N * t.tiles_h * t.tiles_w;
   const int64_t E = s.O * Cg * T * T, Eb = s.O * Cg * T;
-  const int64_t dx_ws = plan_dx_reduction(s, t, deterministic, plan);
+  const int64_t dx_ws = need_input ? plan_dx_reduction(s, t, deterministic, plan) : 0;
   int64_t dw_ws = 0, dkb_ws = 0;
-  plan_dw_reduction(s.C, work, dl.sms, deterministic, E, Eb, plan, &dw_ws, &dkb_ws);  // blocks = C x splits
+  // Blocks = C x splits; without grad_weight the splits only spread the tiles over the SMs
+  // (no partials: E = 0 keeps them uncapped, and the mode is unused).
+  plan_dw_reduction(s.C, work, dl.sms, deterministic && need_weight, need_weight ? E : 0, need_weight ? Eb : 0,
+                    plan, &dw_ws, &dkb_ws);
+  if (!need_weight) {
+    plan->dw_mode = DwMode::kStore;
+    plan->dw_zero_init = false;
+  }
   if (needs_int64({s.N * s.C * s.H * s.W, s.N * s.O * s.Ho * s.Wo, E, dx_ws, dw_ws,
                    int64_t(t.tiles_h) * t.tiles_w * s.N * (int64_t(t.bh) * t.bw)})) {
     return false;
   }
-  plan->need_input = plan->need_weight = true;
+  plan->need_input = need_input;
+  plan->need_weight = need_weight;
   plan->deterministic = deterministic;
   plan->mma = true;
   plan->mma_ks = static_cast<int>(ks);
+  plan->mma_tail = mma_tail_of(T);
   plan->dx_ws_elems = dx_ws;
   plan->dw_ws_elems = dw_ws;
   plan->dkb_ws_elems = dkb_ws;
@@ -326,23 +353,25 @@ bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool det
 
 }  // namespace
 
-bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, std::string* why,
-                  bool allow_mma) {
-  if (!check_ranges(s, why)) return false;
+bool plan_forward(DType dtype, const AdaptiveConvShape& s, const DeviceLimits& limits, ForwardPlan* plan,
+                  std::string* why, bool allow_mma) {
+  if (!check_ranges(s, why)) {
+    *why += " (" + shape_text(s) + ")";
+    return false;
+  }
   const int64_t Cg0 = s.C / s.groups;
   const bool use_int64 = needs_int64({s.N * s.C * s.H * s.W, s.N * s.O * s.Ho * s.Wo,
                                       s.O * Cg0 * s.kH * s.kW * s.kH * s.kW});
   // Compile-time-size kernels exist for 32-bit indexing and the non-float64 types only.
   const bool allow_static = !use_int64 && dtype != DType::kFloat64;
-  DevLimits dl;
-  if (!query_device(&dl, why)) return false;
+  const DevLimits dl = dev_limits(limits);
   const int64_t es = esize_of(dtype), vec = 16 / es;
   const int64_t T = s.kH * s.kW, Tp = align_up(T, vec);
   const int64_t Cg = s.C / s.groups, Og = s.O / s.groups;
   const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, 8));
   *plan = ForwardPlan();
   const bool sixteen_bit = dtype == DType::kFloat16 || dtype == DType::kBFloat16;
-  if (allow_mma && sixteen_bit && !use_int64 && plan_forward_mma(s, dl, plan)) return true;
+  if (allow_mma && sixteen_bit && !use_int64 && dl.tensor_cores && plan_forward_mma(s, dl, plan)) return true;
   const auto tiles = tile_sequence(s);
   const auto bud = budgets(dl);
 
@@ -377,16 +406,16 @@ bool plan_forward(DType dtype, const AdaptiveConvShape& s, ForwardPlan* plan, st
     return true;
   });
   if (found) return true;
-  *why = "the dilated kernel is too large for the shared memory of this GPU (not even a 1x1 tile fits)";
+  *why = "the dilated kernel is too large for the shared memory of this GPU (not even a 1x1 tile fits; " +
+         shape_text(s) + ")";
   return false;
 }
 
 namespace {
 
 bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
-                        bool deterministic, bool allow_static, BackwardPlan* plan, std::string* why) {
-  DevLimits dl;
-  if (!query_device(&dl, why)) return false;
+                        bool deterministic, bool allow_static, const DevLimits& dl, BackwardPlan* plan,
+                        std::string* why) {
   const int64_t es = esize_of(dtype), vec = 16 / es;
   const int64_t T = s.kH * s.kW, Tp = align_up(T, vec);
   const int64_t Cg = s.C / s.groups, Og = s.O / s.groups;
@@ -423,7 +452,7 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
       return true;
     });
     if (!found) {
-      *why = "the dilated kernel is too large for the shared memory of this GPU (grad_input)";
+      *why = "the dilated kernel is too large for the shared memory of this GPU (grad_input; " + shape_text(s) + ")";
       return false;
     }
     dx_ws = plan_dx_reduction(s, plan->xtile, deterministic, plan);  // one block per (n, c, tile)
@@ -464,7 +493,7 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
       return true;
     });
     if (!found) {
-      *why = "the dilated kernel is too large for the shared memory of this GPU (grad_weight)";
+      *why = "the dilated kernel is too large for the shared memory of this GPU (grad_weight; " + shape_text(s) + ")";
       return false;
     }
     const TileGeom& t = plan->wtile;
@@ -482,14 +511,17 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
 }  // namespace
 
 bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, bool need_weight,
-                   bool deterministic, BackwardPlan* plan, std::string* why, bool allow_mma) {
-  if (!check_ranges(s, why)) return false;
+                   bool deterministic, const DeviceLimits& limits, BackwardPlan* plan, std::string* why,
+                   bool allow_mma) {
+  if (!check_ranges(s, why)) {
+    *why += " (" + shape_text(s) + ")";
+    return false;
+  }
+  const DevLimits dl = dev_limits(limits);
   const bool sixteen_bit = dtype == DType::kFloat16 || dtype == DType::kBFloat16;
-  if (allow_mma && sixteen_bit && need_input && need_weight) {
-    DevLimits dl;
-    if (!query_device(&dl, why)) return false;
-    *plan = BackwardPlan();
-    if (plan_backward_mma(s, dl, deterministic, plan)) return true;
+  *plan = BackwardPlan();
+  if (allow_mma && sixteen_bit && (need_input || need_weight)) {
+    if (plan_backward_mma(s, dl, need_input, need_weight, deterministic, plan)) return true;
     *plan = BackwardPlan();
   }
   const int64_t E = s.O * (s.C / s.groups) * s.kH * s.kW * s.kH * s.kW;
@@ -497,12 +529,12 @@ bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, boo
   // Compile-time-size kernels exist for 32-bit indexing and the non-float64 types only;
   // the workspaces can push a problem to 64-bit indexing, so re-plan without them then.
   if (!plan_backward_impl(dtype, s, need_input, need_weight, deterministic,
-                          !big && dtype != DType::kFloat64, plan, why)) {
+                          !big && dtype != DType::kFloat64, dl, plan, why)) {
     return false;
   }
   if (plan->use_int64 && (plan->x_static || plan->w_static)) {
     *plan = BackwardPlan();
-    if (!plan_backward_impl(dtype, s, need_input, need_weight, deterministic, false, plan, why)) return false;
+    if (!plan_backward_impl(dtype, s, need_input, need_weight, deterministic, false, dl, plan, why)) return false;
     plan->use_int64 = true;  // keep the wide indices even if the generic plan's workspaces shrank
   }
   return true;

@@ -8,6 +8,9 @@
 //   shfl_xor         shfl.sync.bfly.b32 over the full warp
 //   shfl_idx         shfl.sync.idx.b32 over the full warp (source lane per lane)
 //   hmul2<T>         mul.rn.f16x2 / fma.rn.bf16x2 with -0 (bf16x2 mul needs sm_90; the fma is sm_80)
+// Each needs a minimum architecture (the mma and cp.async sm_80, ldmatrix and tanh.approx
+// sm_75, the f16x2 arithmetic sm_53, min.NaN and the bf16x2 arithmetic sm_80); compiled for
+// an older one, the wrapper traps.
 //   hfma2<T>         fma.rn.{f16x2,bf16x2}
 //   hmin2_nan<T>     min.NaN.{f16x2,bf16x2} (a NaN operand gives NaN)
 // Registers hold two 16-bit values, the lower column in the low half. Fragment layouts,
@@ -85,6 +88,12 @@ __device__ __forceinline__ float hi_float(uint32_t r) {
 #include "../testing/ptx/tanh_packed.h"
 #else
 
+// An instruction the target architecture lacks: the kernel traps (the launch fails with an
+// error) instead of computing garbage, as CUTLASS's CUTE_INVALID_CONTROL_PATH does. The
+// planner never picks these kernels below sm_80 (DeviceLimits::arch); nvcc's host pass also
+// compiles these branches, where device code never runs.
+#define ADAPTIVE_CONV_PTX_UNSUPPORTED() __trap()
+
 namespace adaptive_conv_ext {
 namespace cuda {
 namespace ptx {
@@ -101,6 +110,8 @@ __device__ __forceinline__ void mma_m16n8k16<__half>(float (&d)[4], const uint32
       "{%0,%1,%2,%3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
 }
 template <>
@@ -112,6 +123,8 @@ __device__ __forceinline__ void mma_m16n8k16<__nv_bfloat16>(float (&d)[4], const
       "{%0,%1,%2,%3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
 }
 
@@ -122,6 +135,8 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* row) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
 }
 
@@ -132,6 +147,8 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
 }
 
@@ -144,16 +161,22 @@ __device__ __forceinline__ void cp_async(void* smem, const void* gmem, bool vali
   const int src_bytes = valid ? kBytes : 0;
   asm volatile("cp.async.ca.shared.global [%0], [%1], %2, %3;" ::"r"(addr), "l"(gmem), "n"(kBytes),
                "r"(src_bytes));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
 }
 __device__ __forceinline__ void cp_async_commit() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;");
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
 }
 __device__ __forceinline__ void cp_async_wait_all() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_all;" ::: "memory");
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
 }
 
@@ -165,6 +188,8 @@ __device__ __forceinline__ uint32_t tanh2<__half>(uint32_t r) {
   uint32_t y = r;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
   asm("tanh.approx.f16x2 %0, %1;" : "=r"(y) : "r"(r));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
   return y;
 }
@@ -173,11 +198,13 @@ __device__ __forceinline__ uint32_t tanh2<__nv_bfloat16>(uint32_t r) {
   uint32_t y = r;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm("tanh.approx.bf16x2 %0, %1;" : "=r"(y) : "r"(r));
-#elif defined(__CUDA_ARCH__)
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
   float lo = lo_float<__nv_bfloat16>(r), hi = hi_float<__nv_bfloat16>(r);
   asm("tanh.approx.f32 %0, %0;" : "+f"(lo));
   asm("tanh.approx.f32 %0, %0;" : "+f"(hi));
   y = pack2f<__nv_bfloat16>(lo, hi);
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
   return y;
 }
@@ -186,6 +213,8 @@ __device__ __forceinline__ float tanh_f32(float x) {
   float y = x;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 750
   asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
   return y;
 }
@@ -196,8 +225,10 @@ __device__ __forceinline__ uint32_t hmul2(uint32_t a, uint32_t b);
 template <>
 __device__ __forceinline__ uint32_t hmul2<__half>(uint32_t a, uint32_t b) {
   uint32_t y = 0;
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 530
   asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(y) : "r"(a), "r"(b));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
   return y;
 }
@@ -206,6 +237,8 @@ __device__ __forceinline__ uint32_t hmul2<__nv_bfloat16>(uint32_t a, uint32_t b)
   uint32_t y = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(y) : "r"(a), "r"(b), "r"(0x80008000u));  // + (-0): a * b exactly rounded
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
   return y;
 }
@@ -216,8 +249,10 @@ __device__ __forceinline__ uint32_t hfma2(uint32_t a, uint32_t b, uint32_t c);
 template <>
 __device__ __forceinline__ uint32_t hfma2<__half>(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t y = 0;
-#if defined(__CUDA_ARCH__)
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 530
   asm("fma.rn.f16x2 %0, %1, %2, %3;" : "=r"(y) : "r"(a), "r"(b), "r"(c));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
   return y;
 }
@@ -226,6 +261,8 @@ __device__ __forceinline__ uint32_t hfma2<__nv_bfloat16>(uint32_t a, uint32_t b,
   uint32_t y = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm("fma.rn.bf16x2 %0, %1, %2, %3;" : "=r"(y) : "r"(a), "r"(b), "r"(c));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
   return y;
 }
@@ -238,6 +275,8 @@ __device__ __forceinline__ uint32_t hmin2_nan<__half>(uint32_t a, uint32_t b) {
   uint32_t y = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm("min.NaN.f16x2 %0, %1, %2;" : "=r"(y) : "r"(a), "r"(b));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
   return y;
 }
@@ -246,6 +285,8 @@ __device__ __forceinline__ uint32_t hmin2_nan<__nv_bfloat16>(uint32_t a, uint32_
   uint32_t y = 0;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm("min.NaN.bf16x2 %0, %1, %2;" : "=r"(y) : "r"(a), "r"(b));
+#else
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
 #endif
   return y;
 }
@@ -254,14 +295,16 @@ __device__ __forceinline__ float shfl_xor(float v, int mask) {
 #if defined(__CUDA_ARCH__)
   return __shfl_xor_sync(0xffffffffu, v, mask);
 #else
-  return v;
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
+  return v;  // not reached
 #endif
 }
 __device__ __forceinline__ uint32_t shfl_idx(uint32_t v, int src) {
 #if defined(__CUDA_ARCH__)
   return __shfl_sync(0xffffffffu, v, src);
 #else
-  return v;
+  ADAPTIVE_CONV_PTX_UNSUPPORTED();
+  return v;  // not reached
 #endif
 }
 

@@ -20,8 +20,10 @@
 //   /tmp/emulate [quick | mma | mma:<note> | <note>]
 #include "emu_runtime.h"
 
+#include <iostream>
 #include <map>
 #include <random>
+#include <sstream>
 #include <string>
 
 namespace emu {
@@ -60,6 +62,14 @@ cudaError_t CUDARTAPI cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr att
     *value = emu::g_sms;
   } else if (attr == cudaDevAttrMaxSharedMemoryPerBlockOptin) {
     *value = emu::g_optin;
+  } else if (attr == cudaDevAttrMaxSharedMemoryPerMultiprocessor) {
+    *value = emu::g_optin + 1024;
+  } else if (attr == cudaDevAttrMaxRegistersPerMultiprocessor) {
+    *value = 64 * 1024;
+  } else if (attr == cudaDevAttrComputeCapabilityMajor) {
+    *value = 9;
+  } else if (attr == cudaDevAttrComputeCapabilityMinor) {
+    *value = 0;
   } else {
     return cudaErrorInvalidValue;
   }
@@ -203,7 +213,22 @@ struct Run {
   bool allow_mma = true;
   bool fwd_only = false;
   bool allow_bwd_mma = true;  // the fused tensor-core backward when the planner picks it
+  bool need_input = true, need_weight = true;  // the gradients asked of the backward
 };
+
+// The emulated device, as the glue's query_device_limits reports it (through the stubs above).
+cu::DeviceLimits emulated_limits() {
+  cu::DeviceLimits l;
+  std::string why;
+  if (!cu::query_device_limits(&l, &why)) {
+    std::printf("query_device_limits failed: %s\n", why.c_str());
+    std::exit(1);
+  }
+  return l;
+}
+
+// What an unrequested gradient's buffer holds before and after the backward: any write shows.
+constexpr double kUntouched = 1234.5;
 bool g_last_bwd_mma = false;  // whether the last run_cuda's backward plan was the fused mma one
 
 template <typename T>
@@ -214,7 +239,8 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& ru
   Grads r;
   std::string why;
   cu::ForwardPlan fp;
-  if (!cu::plan_forward(dtype_of<T>(), s, &fp, &why, run.allow_mma)) {
+  const cu::DeviceLimits limits = emulated_limits();
+  if (!cu::plan_forward(dtype_of<T>(), s, limits, &fp, &why, run.allow_mma)) {
     std::printf("plan_forward failed: %s\n", why.c_str());
     std::exit(1);
   }
@@ -248,16 +274,24 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& ru
   }
 
   cu::BackwardPlan bp;
-  if (!cu::plan_backward(dtype_of<T>(), s, true, true, det, &bp, &why, run.allow_bwd_mma)) {
+  if (!cu::plan_backward(dtype_of<T>(), s, run.need_input, run.need_weight, det, limits, &bp, &why,
+                         run.allow_bwd_mma)) {
     std::printf("plan_backward failed: %s\n", why.c_str());
     std::exit(1);
   }
   g_last_bwd_mma = bp.mma;
   if (g_force_int64 && !bp.x_static && !bp.w_static && !bp.mma) bp.use_int64 = true;
   const int64_t T_ = s.kH * s.kW, Cg = s.C / s.groups;
-  auto gi = poisoned<acc_t>(p.x.size(), bp.dx_zero_init);
-  auto gw = poisoned<double>(p.w.size(), bp.dw_zero_init);
-  auto gkb = poisoned<double>(s.O * Cg * T_, bp.dw_zero_init);
+  // Unrequested gradients: no workspace planned, and their buffers (which the glue leaves
+  // null) hold kUntouched, which the caller checks afterwards.
+  if ((!run.need_input && bp.dx_ws_elems != 0) || (!run.need_weight && (bp.dw_ws_elems != 0 || bp.dkb_ws_elems != 0))) {
+    std::printf("plan_backward planned a workspace for an unrequested gradient\n");
+    std::exit(1);
+  }
+  auto gi = run.need_input ? poisoned<acc_t>(p.x.size(), bp.dx_zero_init) : std::vector<acc_t>(p.x.size(), acc_t(kUntouched));
+  auto gw = run.need_weight ? poisoned<double>(p.w.size(), bp.dw_zero_init) : std::vector<double>(p.w.size(), kUntouched);
+  auto gkb = run.need_weight ? poisoned<double>(s.O * Cg * T_, bp.dw_zero_init)
+                             : std::vector<double>(s.O * Cg * T_, kUntouched);
   auto dxws = poisoned<acc_t>(bp.dx_ws_elems, false);
   auto dwws = poisoned<double>(bp.dw_ws_elems, false);
   auto dkbws = poisoned<double>(bp.dkb_ws_elems, false);
@@ -278,19 +312,22 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& ru
     std::printf("launch_backward failed\n");
     std::exit(1);
   }
-  // What the binding does: round the accumulators to the input dtype.
-  for (auto v : gi) r.dx.push_back(to_double(from_double<T>(v)));
-  for (auto v : gw) r.dw.push_back(to_double(from_double<T>(v)));
-  for (auto v : gkb) r.dkb.push_back(to_double(from_double<T>(v)));
+  // What the binding does: round the accumulators to the input dtype. Unrequested gradients
+  // come back as they are (kUntouched unless the backward wrote them).
+  for (auto v : gi) r.dx.push_back(run.need_input ? to_double(from_double<T>(v)) : to_double(v));
+  for (auto v : gw) r.dw.push_back(run.need_weight ? to_double(from_double<T>(v)) : v);
+  for (auto v : gkb) r.dkb.push_back(run.need_weight ? to_double(from_double<T>(v)) : v);
 
   char info[512];
   if (bp.mma) {
     std::snprintf(info, sizeof info,
-                  "fwd[%stile %dx%d oct %d cch %d %dB] bwd[mma k%d tile %dx%d oct %d rounds %d splits %lld dx mode %d "
+                  "fwd[%stile %dx%d oct %d cch %d %dB] bwd[mma%s k%d tile %dx%d oct %d rounds %d splits %lld dx mode %d "
                   "dw mode %d %dB]",
-                  fp.mma ? "mma " : "", fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.smem_bytes, 16 * bp.mma_ks,
+                  fp.mma ? "mma " : "", fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.smem_bytes,
+                  bp.need_input ? (bp.need_weight ? "" : " input-only") : " weight-only", 16 * bp.mma_ks,
                   bp.xtile.toh, bp.xtile.tow, bp.m_oct, bp.m_rounds, static_cast<long long>(bp.w_splits),
-                  static_cast<int>(bp.dx_mode), static_cast<int>(bp.dw_mode), bp.m_smem);
+                  bp.need_input ? static_cast<int>(bp.dx_mode) : -1, bp.need_weight ? static_cast<int>(bp.dw_mode) : -1,
+                  bp.m_smem);
     *plan_info = info;
     return r;
   }
@@ -398,19 +435,26 @@ void check_case(const Case& c, bool det, double tol, unsigned seed, const Run& r
                          expect_bwd_mma ? "yes" : "no");
   }
   for (int k = 0; k < (run.fwd_only ? 1 : 4); ++k) {
+    if ((k == 1 && !run.need_input) || (k >= 2 && !run.need_weight)) {  // unrequested: must be untouched
+      const bool untouched = std::all_of(gv[k]->begin(), gv[k]->end(), [](double v) { return v == kUntouched; });
+      ok = ok && untouched;
+      off += std::snprintf(line + off, sizeof line - off, " %s=%s", names[k], untouched ? "untouched" : "WRITTEN");
+      continue;
+    }
     bool finite;
     const double err = rel_err(*gv[k], *rv[k], &finite);
     const bool good = finite && err <= tol;
     ok = ok && good;
     if (g_track_worst && g_last_bwd_mma) {
-      double& worst = g_worst[std::string(name_of<T>()) + " " + names[k]];
+      const char* grads = run.need_input ? (run.need_weight ? "" : " input-only") : " weight-only";
+      double& worst = g_worst[std::string(name_of<T>()) + grads + " " + names[k]];
       worst = std::max(worst, finite ? err : INFINITY);
     }
     off += std::snprintf(line + off, sizeof line - off, " %s=%.1e%s", names[k], err, finite ? "" : "(NaN!)");
   }
   if (det) {  // bitwise reproducibility of the gradients
     std::string info2;
-    const Grads again = run_cuda<T>(p, det, &info2);
+    const Grads again = run_cuda<T>(p, det, &info2, run);
     const bool same = std::memcmp(again.dx.data(), got.dx.data(), got.dx.size() * 8) == 0 &&
                       std::memcmp(again.dw.data(), got.dw.data(), got.dw.size() * 8) == 0 &&
                       std::memcmp(again.dkb.data(), got.dkb.data(), got.dkb.size() * 8) == 0;
@@ -512,7 +556,7 @@ void run_mma_cases(const std::string& arg) {
                             {cu::DType::kBFloat16, &small, true, true},    {cu::DType::kFloat16, &small, true, true}};
   bool ok = true;
   for (const Expect& e : expects) {
-    const bool planned = cu::plan_forward(e.dt, *e.s, &fp, &why, e.allow);
+    const bool planned = cu::plan_forward(e.dt, *e.s, emulated_limits(), &fp, &why, e.allow);
     if (!planned || fp.mma != e.mma || (e.s == &bs && !fp.use_int64)) {
       std::printf("    planner: dtype %d, %s shape, allow_mma %d: planned %d mma %d int64 %d (%s)\n",
                   static_cast<int>(e.dt), e.s == &bs ? "giant" : "small", e.allow, planned, fp.mma, fp.use_int64,
@@ -520,7 +564,17 @@ void run_mma_cases(const std::string& arg) {
       ok = false;
     }
   }
-  std::printf("%s planner: tensor-core forward only for 16-bit, 32-bit-indexed problems\n", ok ? "ok  " : "FAIL");
+  // Below sm_80 (no mma.sync m16n8k16 for f16/bf16) neither tensor-core kernel is planned.
+  cu::DeviceLimits turing = emulated_limits();
+  turing.arch = 75;
+  cu::BackwardPlan bp;
+  if (!cu::plan_forward(cu::DType::kFloat16, small, turing, &fp, &why) || fp.mma ||
+      !cu::plan_backward(cu::DType::kBFloat16, small, true, true, false, turing, &bp, &why) || bp.mma) {
+    std::printf("    planner: sm_75 got a tensor-core plan or none (%s)\n", why.c_str());
+    ok = false;
+  }
+  std::printf("%s planner: tensor-core kernels only for 16-bit, 32-bit-indexed problems on sm_80+\n",
+              ok ? "ok  " : "FAIL");
   if (!ok) ++g_failures;
 }
 
@@ -545,7 +599,9 @@ void check_peel() {
 // forward and all three gradients against the float64 reference, every case also in
 // deterministic mode (run twice, bitwise equal), on a GPU model with few SMs as well (more
 // splits, so the workspaces and their fixed-order reductions run); kernels with T + 1 > 64
-// must fall back to the scalar backward.
+// must fall back to the scalar backward. Every case also runs the weight-only variant (a
+// first layer) and the input-only one (a frozen generator), one per dtype, in the other
+// reduction mode: the requested gradients against the reference, the others untouched.
 void run_bwd_mma_cases(const std::string& arg) {
   g_track_worst = true;
   int n = 0;
@@ -558,6 +614,11 @@ void run_bwd_mma_cases(const std::string& arg) {
     if (n % 4 != 1) c.sms = 8;
     check_case<__half>(c, det, 5e-3, 30 + n, Run(), -1, expect);
     check_case<__nv_bfloat16>(c, !det, 2e-2, 40 + n, Run(), -1, expect);
+    Run weight_only, input_only;
+    weight_only.need_input = false;
+    input_only.need_weight = false;
+    check_case<__half>(c, !det, 5e-3, 50 + n, n % 2 ? input_only : weight_only, -1, expect);
+    check_case<__nv_bfloat16>(c, det, 2e-2, 60 + n, n % 2 ? weight_only : input_only, -1, expect);
     ++n;
   }
   g_track_worst = false;
@@ -566,10 +627,134 @@ void run_bwd_mma_cases(const std::string& arg) {
   std::printf("\n");
 }
 
+// --- "plan": the planner's decisions as JSON, for the static model ----------------------
+// One request per stdin line, `key=value` words: dtype (f16 bf16 f32 f64), grads (none: the
+// forward; input, weight or both: the backward), det, the device (sms, optin, per_sm, arch)
+// and the shape (N C O H W k pad stride dilation groups, square). One JSON object per line
+// out: the kernels the launchers will run, by the names benchmarks/static_model.py gives the
+// SASS, and the plan's fields.
+std::string type_name(cu::DType t) {
+  switch (t) {
+    case cu::DType::kFloat16: return "half";
+    case cu::DType::kBFloat16: return "bf16";
+    case cu::DType::kFloat32: return "float";
+    case cu::DType::kFloat64: return "double";
+  }
+  return "?";
+}
+
+std::string tile_json(const cu::TileGeom& t) {
+  char b[160];
+  std::snprintf(b, sizeof b, "{\"toh\": %d, \"tow\": %d, \"bh\": %d, \"bw\": %d, \"tiles_h\": %lld, \"tiles_w\": %lld}",
+                t.toh, t.tow, t.bh, t.bw, static_cast<long long>(t.tiles_h), static_cast<long long>(t.tiles_w));
+  return b;
+}
+
+std::string plan_request(const std::string& line) {
+  std::map<std::string, std::string> kv;
+  std::istringstream in(line);
+  for (std::string w; in >> w;) {
+    const size_t eq = w.find('=');
+    if (eq == std::string::npos) return "{\"error\": \"expected key=value, got " + w + "\"}";
+    kv[w.substr(0, eq)] = w.substr(eq + 1);
+  }
+  auto num = [&](const char* k, long long dflt) { return kv.count(k) ? std::stoll(kv[k]) : dflt; };
+  const std::map<std::string, cu::DType> dtypes = {{"f16", cu::DType::kFloat16}, {"bf16", cu::DType::kBFloat16},
+                                                   {"f32", cu::DType::kFloat32}, {"f64", cu::DType::kFloat64}};
+  if (!dtypes.count(kv["dtype"])) return "{\"error\": \"dtype must be f16, bf16, f32 or f64\"}";
+  const cu::DType dt = dtypes.at(kv["dtype"]);
+  cu::DeviceLimits lim;
+  lim.sms = static_cast<int>(num("sms", 132));
+  lim.smem_optin = num("optin", 227 * 1024);
+  lim.smem_per_sm = num("per_sm", lim.smem_optin + 1024);
+  lim.regs_per_sm = static_cast<int>(num("regs", 64 * 1024));
+  lim.arch = static_cast<int>(num("arch", 90));
+  Case c{};
+  c.N = static_cast<int>(num("N", 1));
+  c.C = static_cast<int>(num("C", 1));
+  c.O = static_cast<int>(num("O", 1));
+  c.H = static_cast<int>(num("H", 1));
+  c.W = static_cast<int>(num("W", c.H));
+  c.kH = c.kW = static_cast<int>(num("k", 3));
+  c.pH = c.pW = static_cast<int>(num("pad", 0));
+  c.sH = c.sW = static_cast<int>(num("stride", 1));
+  c.dH = c.dW = static_cast<int>(num("dilation", 1));
+  c.groups = static_cast<int>(num("groups", 1));
+  const AdaptiveConvShape s = make_shape(c);
+  const std::string t = type_name(dt), grads = kv.count("grads") ? kv["grads"] : "none";
+  const int64_t T = s.kH * s.kW;
+  std::string why, out;
+  char b[1024];
+  if (grads == "none") {
+    cu::ForwardPlan fp;
+    if (!cu::plan_forward(dt, s, lim, &fp, &why)) return "{\"error\": \"" + why + "\"}";
+    const char* idx = fp.use_int64 ? "long" : "int";
+    std::string kernels;
+    if (fp.mma) {
+      if (fp.q_pack_elems > 0) kernels += "\"pack_q_mma<" + std::to_string(fp.mma_ks) + ", " + t + ">\", ";
+      kernels += "\"fwd_mma<" + t + ", " + std::to_string(fp.mma_ks) + ", " + std::to_string(fp.mma_tail) + ", " +
+                 (fp.q_last_shared ? "true" : "false") + ">\"";
+    } else {
+      const int k = fp.static_taps ? static_cast<int>(s.kH) : 0;
+      kernels = "\"fwd<" + t + ", " + idx + ", " + std::to_string(k) + ", " + std::to_string(k) + ">\"";
+    }
+    std::snprintf(b, sizeof b,
+                  "{\"pass\": \"forward\", \"kernels\": [%s], \"mma\": %s, \"ks\": %d, \"tail\": %d, \"tile\": %s, "
+                  "\"oct\": %d, \"cch\": %d, \"q_last_shared\": %s, \"q_rows\": %d, \"smem\": %d}",
+                  kernels.c_str(), fp.mma ? "true" : "false", fp.mma_ks, fp.mma_tail, tile_json(fp.tile).c_str(), fp.oct,
+                  fp.cch, fp.q_last_shared ? "true" : "false",
+                  fp.mma ? cu::mma_q_rows(fp.oct, static_cast<int>(T), fp.q_last_shared) : 0, fp.smem_bytes);
+    return b;
+  }
+  if (grads != "input" && grads != "weight" && grads != "both") return "{\"error\": \"grads must be none, input, weight or both\"}";
+  const bool ni = grads != "weight", nw = grads != "input";
+  cu::BackwardPlan bp;
+  if (!cu::plan_backward(dt, s, ni, nw, num("det", 0) != 0, lim, &bp, &why)) return "{\"error\": \"" + why + "\"}";
+  const char* idx = bp.use_int64 ? "long" : "int";
+  std::vector<std::string> ks;
+  if (bp.mma) {
+    const int g = (ni ? cu::kBwdInput : 0) | (nw ? cu::kBwdWeight : 0);
+    ks.push_back("bwd_mma<" + t + ", " + std::to_string(bp.mma_ks) + ", " + std::to_string(bp.mma_tail) + ", " +
+                 std::to_string(g) + ">");
+  } else {
+    const int k = static_cast<int>(s.kH);
+    if (ni) {
+      const int kk = bp.x_static ? k : 0;
+      ks.push_back("bwd_input<" + t + ", " + idx + ", " + std::to_string(kk) + ", " + std::to_string(kk) + ">");
+    }
+    if (nw) {
+      const int kk = bp.w_static ? k : 0;
+      ks.push_back("bwd_weight<" + t + ", " + idx + ", " + std::to_string(kk) + ", " + std::to_string(kk) + ", " +
+                   std::to_string(bp.w_aw) + ">");
+    }
+  }
+  if (ni && bp.dx_mode == cu::DxMode::kWorkspace) ks.push_back(std::string("gather_dx<") + (dt == cu::DType::kFloat64 ? "double" : "float") + ", " + (bp.mma ? "int" : idx) + ">");
+  if (nw && bp.dw_mode == cu::DwMode::kWorkspace) ks.push_back("reduce_splits");
+  std::string kernels;
+  for (const auto& k : ks) kernels += (kernels.empty() ? "\"" : ", \"") + k + "\"";
+  std::snprintf(b, sizeof b,
+                "{\"pass\": \"backward\", \"kernels\": [%s], \"mma\": %s, \"need_input\": %s, \"need_weight\": %s, "
+                "\"ks\": %d, \"tail\": %d, \"tile\": %s, \"oct\": %d, \"rounds\": %d, \"smem\": %d, \"splits\": %lld, "
+                "\"dx_mode\": %d, \"dw_mode\": %d, \"dx_ws_elems\": %lld, \"dw_ws_elems\": %lld}",
+                kernels.c_str(), bp.mma ? "true" : "false", ni ? "true" : "false", nw ? "true" : "false", bp.mma_ks,
+                bp.mma_tail, tile_json(bp.mma || ni ? bp.xtile : bp.wtile).c_str(), bp.m_oct, bp.m_rounds,
+                bp.mma ? bp.m_smem : std::max(ni ? bp.x_smem : 0, nw ? bp.w_smem : 0),
+                static_cast<long long>(bp.w_splits), ni ? static_cast<int>(bp.dx_mode) : -1,
+                nw ? static_cast<int>(bp.dw_mode) : -1, static_cast<long long>(bp.dx_ws_elems),
+                static_cast<long long>(bp.dw_ws_elems));
+  return b;
+}
+
 int main(int argc, char** argv) {
   // Argument: nothing (all cases), "quick" (three float32/float64 cases) or a substring of a
   // case's note (only those cases).
   const std::string arg = argc > 1 ? argv[1] : "";
+  if (arg == "plan") {
+    for (std::string line; std::getline(std::cin, line);) {
+      if (!line.empty()) std::printf("%s\n", plan_request(line).c_str());
+    }
+    return 0;
+  }
   check_peel();
   const bool quick = arg == "quick";
   if (arg.rfind("mma", 0) == 0 || arg.rfind("bwdmma", 0) == 0) {  // "mma[:<note>]", "bwdmma[:<note>]"
