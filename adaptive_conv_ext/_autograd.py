@@ -51,6 +51,21 @@ def _forward_backward(ctx, grad_output):
     return grad_input, grad_weight, grad_kernel_bias, grad_bias
 
 
+def _jvp_outside_compile(function):
+    """Give `function` its forward-mode rule (``forward_mode_jvp``) except while
+    torch.compile traces it: Dynamo (torch 2.13) refuses to trace an autograd.Function
+    that defines ``jvp``. Eager calls of ``function.apply`` run a subclass with it."""
+    with_jvp = type(function.__name__ + "WithJvp", (function,), {"jvp": staticmethod(function.forward_mode_jvp)})
+    apply = torch.autograd.Function.apply.__func__
+
+    def routed_apply(cls, *args, **kwargs):
+        return apply(function if torch.compiler.is_compiling() else with_jvp, *args, **kwargs)
+
+    function.apply = classmethod(routed_apply)
+    return function
+
+
+@_jvp_outside_compile
 class AdaptiveConv2dFunction(torch.autograd.Function):
     @staticmethod
     def forward(input, weight, kernel_bias, bias, stride, padding, dilation, groups, backend):
@@ -68,7 +83,7 @@ class AdaptiveConv2dFunction(torch.autograd.Function):
         return (*_forward_backward(ctx, grad_output), None, None, None, None, None)
 
     @staticmethod
-    def jvp(ctx, input_t, weight_t, kernel_bias_t, bias_t, *_):
+    def forward_mode_jvp(ctx, input_t, weight_t, kernel_bias_t, bias_t, *_):
         return _func.forward_jvp(
             ctx.conv, ctx.saved_tensors, (input_t, weight_t, kernel_bias_t, bias_t), ctx.output_shape
         )
@@ -95,6 +110,7 @@ def _fused_backward(grad_output, input, weight, kernel_bias, stride, padding, di
     )
 
 
+@_jvp_outside_compile
 class AdaptiveConv2dBackwardFunction(torch.autograd.Function):
     """The backward pass as a differentiable function of (grad_output, input, weight,
     kernel_bias): fused values, reference second derivatives."""
@@ -117,7 +133,7 @@ class AdaptiveConv2dBackwardFunction(torch.autograd.Function):
         return (*_func.backward_vjp(ctx.conv, ctx.saved_tensors, cotangents), None, None, None, None, None, None)
 
     @staticmethod
-    def jvp(ctx, *tangents):
+    def forward_mode_jvp(ctx, *tangents):
         out = _func.backward_jvp(ctx.conv, ctx.saved_tensors, tangents[:4])
         return tuple(t if n else None for t, n in zip(out, ctx.need))
 
