@@ -11,12 +11,15 @@ backend; double backward costs what the unfold reference costs (its memory inclu
 
 torch.func: both Functions have vmap rules that fold the vmapped dimension into one
 fused call (batch or groups, see _func.py), so ``vmap(grad(...))`` per-sample
-gradients run the fused kernels; forward mode (jvp, jacfwd, forward_ad) runs through
-the reference.
+gradients run the fused kernels. Forward mode (jvp, jacfwd, forward_ad) is not fused:
+the output's tangent is a formula in plain tensor operations, the backward's tangent
+(hessian, forward-over-reverse) goes through the reference.
 
-The native operators get the same rules for direct calls of
-``torch.ops.adaptive_conv_ext.*`` and for exported graphs:
-``torch.library.register_autograd`` and ``register_vmap``.
+The native operators get the reverse-mode and vmap rules for direct calls of
+``torch.ops.adaptive_conv_ext.*`` and for exported graphs, through
+``torch.library.register_autograd`` and ``register_vmap``. (torch.func.grad and
+forward mode over direct operator calls are not supported by torch for operators
+registered this way.)
 """
 
 from __future__ import annotations
