@@ -1,26 +1,74 @@
 """The autograd wiring of every fused backend (the reference is differentiated by
-autograd itself).
+autograd itself), and its torch.func rules (_func.py).
 
 First order: AdaptiveConv2dFunction runs the backend's fused forward and backward
-operators. When the gradient graph is kept (``create_graph=True``: gradient
-penalties, R1, input-gradient regularisers), the backward runs as
-AdaptiveConv2dBackwardFunction instead: the same fused backward operator for the
-values, and, for the gradients of those gradients, the vector-Jacobian product of
-the reference's gradient (SPEC section 1, differentiated twice by autograd). So
-no gradient ever silently drops a second-order path, on any backend; double
-backward costs what the unfold reference costs (its memory included).
+operators; the backward always runs as AdaptiveConv2dBackwardFunction: the same fused
+backward operator for the values, and, for the gradients of those gradients
+(``create_graph=True``: gradient penalties, R1, input-gradient regularisers), the
+vector-Jacobian product of the reference's gradient (SPEC section 1, differentiated
+twice by autograd). So no gradient ever silently drops a second-order path, on any
+backend; double backward costs what the unfold reference costs (its memory included).
+
+torch.func: both Functions have vmap rules that fold the vmapped dimension into one
+fused call (batch or groups, see _func.py), so ``vmap(grad(...))`` per-sample
+gradients run the fused kernels. Forward mode (jvp, jacfwd, forward_ad) is not fused:
+the output's tangent is a formula in plain tensor operations, the backward's tangent
+(hessian, forward-over-reverse) goes through the reference.
+
+The native operators get the reverse-mode and vmap rules for direct calls of
+``torch.ops.adaptive_conv_ext.*`` and for exported graphs, through
+``torch.library.register_autograd`` and ``register_vmap``. (torch.func.grad and
+forward mode over direct operator calls are not supported by torch for operators
+registered this way.)
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
-from . import _backends
-from .reference import adaptive_conv2d_reference
+from . import _backends, _func, _native
 
 
+def _save_forward_inputs(ctx, input, weight, kernel_bias, conv, backend):
+    ctx.save_for_backward(input, weight, kernel_bias)
+    ctx.save_for_forward(input, weight, kernel_bias)
+    ctx.conv = conv
+    ctx.backend = backend
+
+
+def _forward_backward(ctx, grad_output):
+    """(grad_input, grad_weight, grad_kernel_bias, grad_bias) from a context filled by
+    _save_forward_inputs; only those in ctx.needs_input_grad, the others None."""
+    input, weight, kernel_bias = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    grad_input = grad_weight = grad_kernel_bias = grad_bias = None
+    if need[0] or need[1] or need[2]:
+        _backends.check_deterministic(ctx.backend, input.device.type)
+        # A Function even without create_graph: under torch.func transforms (vmap of
+        # grad) the backward needs its batching rule.
+        grad_input, grad_weight, grad_kernel_bias = AdaptiveConv2dBackwardFunction.apply(
+            grad_output, input, weight, kernel_bias, *ctx.conv, ctx.backend, tuple(need[:3])
+        )
+    if need[3]:
+        grad_bias = grad_output.sum((0, 2, 3))
+    return grad_input, grad_weight, grad_kernel_bias, grad_bias
+
+
+def _jvp_outside_compile(function):
+    """Give `function` its forward-mode rule (``forward_mode_jvp``) except while
+    torch.compile traces it: Dynamo (torch 2.13) refuses to trace an autograd.Function
+    that defines ``jvp``. Eager calls of ``function.apply`` run a subclass with it."""
+    with_jvp = type(function.__name__ + "WithJvp", (function,), {"jvp": staticmethod(function.forward_mode_jvp)})
+    apply = torch.autograd.Function.apply.__func__
+
+    def routed_apply(cls, *args, **kwargs):
+        return apply(function if torch.compiler.is_compiling() else with_jvp, *args, **kwargs)
+
+    function.apply = classmethod(routed_apply)
+    return function
+
+
+@_jvp_outside_compile
 class AdaptiveConv2dFunction(torch.autograd.Function):
     @staticmethod
     def forward(input, weight, kernel_bias, bias, stride, padding, dilation, groups, backend):
@@ -30,25 +78,25 @@ class AdaptiveConv2dFunction(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         input, weight, kernel_bias, bias, stride, padding, dilation, groups, backend = inputs
-        ctx.save_for_backward(input, weight, kernel_bias)
-        ctx.conv = (stride, padding, dilation, groups)
-        ctx.backend = backend
+        _save_forward_inputs(ctx, input, weight, kernel_bias, (stride, padding, dilation, groups), backend)
+        ctx.output_shape = output.shape
 
     @staticmethod
     def backward(ctx, grad_output):
-        input, weight, kernel_bias = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        grad_input = grad_weight = grad_kernel_bias = grad_bias = None
-        if need[0] or need[1] or need[2]:
-            _backends.check_deterministic(ctx.backend, input.device.type)
-            # Grad mode is on here only when the caller asked for create_graph=True.
-            run = AdaptiveConv2dBackwardFunction.apply if torch.is_grad_enabled() else _fused_backward
-            grad_input, grad_weight, grad_kernel_bias = run(
-                grad_output, input, weight, kernel_bias, *ctx.conv, ctx.backend, need[:3]
-            )
-        if need[3]:
-            grad_bias = grad_output.sum((0, 2, 3))
-        return grad_input, grad_weight, grad_kernel_bias, grad_bias, None, None, None, None, None
+        return (*_forward_backward(ctx, grad_output), None, None, None, None, None)
+
+    @staticmethod
+    def forward_mode_jvp(ctx, input_t, weight_t, kernel_bias_t, bias_t, *_):
+        return _func.forward_jvp(
+            ctx.conv, ctx.saved_tensors, (input_t, weight_t, kernel_bias_t, bias_t), ctx.output_shape
+        )
+
+    @staticmethod
+    def vmap(info, in_dims, input, weight, kernel_bias, bias, stride, padding, dilation, groups, backend):
+        def run(x, w, kb, b, g):
+            return AdaptiveConv2dFunction.apply(x, w, kb, b, stride, padding, dilation, g, backend)
+
+        return _func.forward_vmap(run, info, in_dims[:4], (input, weight, kernel_bias, bias), groups)
 
 
 def _fused_backward(grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, backend, need):
@@ -65,18 +113,7 @@ def _fused_backward(grad_output, input, weight, kernel_bias, stride, padding, di
     )
 
 
-def _reference_backward(conv, grad_output, input, weight, kernel_bias=None):
-    """(grad_input, grad_weight[, grad_kernel_bias]) of <grad_output, y> through the
-    reference: a differentiable function of all its tensors (torch.func composes with
-    autograd, so this can be differentiated again, to any order)."""
-
-    def forward(x, w, kb=None):
-        return adaptive_conv2d_reference(x, w, kb, None, *conv)
-
-    primals = (input, weight) if kernel_bias is None else (input, weight, kernel_bias)
-    return torch.func.vjp(forward, *primals)[1](grad_output)
-
-
+@_jvp_outside_compile
 class AdaptiveConv2dBackwardFunction(torch.autograd.Function):
     """The backward pass as a differentiable function of (grad_output, input, weight,
     kernel_bias): fused values, reference second derivatives."""
@@ -89,17 +126,85 @@ class AdaptiveConv2dBackwardFunction(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, backend, need = inputs
         ctx.save_for_backward(grad_output, input, weight, kernel_bias)
+        ctx.save_for_forward(grad_output, input, weight, kernel_bias)
         ctx.conv = (stride, padding, dilation, groups)
+        ctx.need = need
 
     @staticmethod
     def backward(ctx, grad_grad_input, grad_grad_weight, grad_grad_kernel_bias):
-        grad_output, input, weight, kernel_bias = ctx.saved_tensors
-        primals = (grad_output, input, weight) + (() if kernel_bias is None else (kernel_bias,))
-        # A gradient the first backward did not produce (None) contributes nothing.
-        cotangents = tuple(
-            torch.zeros_like(p) if c is None else c
-            for c, p in zip((grad_grad_input, grad_grad_weight, grad_grad_kernel_bias), primals[1:])
+        cotangents = (grad_grad_input, grad_grad_weight, grad_grad_kernel_bias)
+        return (*_func.backward_vjp(ctx.conv, ctx.saved_tensors, cotangents), None, None, None, None, None, None)
+
+    @staticmethod
+    def forward_mode_jvp(ctx, *tangents):
+        out = _func.backward_jvp(ctx.conv, ctx.saved_tensors, tangents[:4])
+        return tuple(t if n else None for t, n in zip(out, ctx.need))
+
+    @staticmethod
+    def vmap(info, in_dims, grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, backend, need):
+        def run(go, x, w, kb, g):
+            return AdaptiveConv2dBackwardFunction.apply(go, x, w, kb, stride, padding, dilation, g, backend, need)
+
+        tensors = (grad_output, input, weight, kernel_bias)
+        return _func.backward_vmap(run, info, in_dims[:4], tensors, groups, need[0], need[1] or need[2])
+
+
+# ---- the native operators called directly (torch.ops.adaptive_conv_ext.*) ----
+# torch.library.register_autograd and register_vmap, with the same rules as the
+# Functions above. Arguments beyond the ones named here (if a schema grows) are passed
+# through and get no gradient.
+
+
+def _forward_op_setup_context(ctx, inputs, output):
+    input, weight, kernel_bias, bias, stride, padding, dilation, groups = inputs[:8]
+    _save_forward_inputs(ctx, input, weight, kernel_bias, (stride, padding, dilation, groups), "native")
+
+
+def _forward_op_backward(ctx, grad_output):
+    return (*_forward_backward(ctx, grad_output), *(None,) * (len(ctx.needs_input_grad) - 4))
+
+
+def _backward_op_setup_context(ctx, inputs, output):
+    grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, output_mask = inputs[:9]
+    ctx.has_kernel_bias = kernel_bias is not None
+    if kernel_bias is None:
+        # The operator still returns d beta (at beta = 0): differentiate that too.
+        kernel_bias = weight.new_zeros(weight.shape[:4])
+    ctx.save_for_backward(grad_output, input, weight, kernel_bias)
+    ctx.conv = (stride, padding, dilation, groups)
+    # Which outputs hold gradients; the others are empty tensors.
+    ctx.computed = (output_mask[0], output_mask[1], output_mask[1])
+
+
+def _backward_op_backward(ctx, *cotangents):
+    cotangents = tuple(c if computed else None for c, computed in zip(cotangents, ctx.computed))
+    grads = _func.backward_vjp(ctx.conv, ctx.saved_tensors, cotangents)
+    if not ctx.has_kernel_bias:
+        grads = grads[:3] + (None,)
+    return (*grads, *(None,) * (len(ctx.needs_input_grad) - 4))
+
+
+def _forward_op_vmap(info, in_dims, input, weight, kernel_bias, bias, stride, padding, dilation, groups, *rest):
+    def run(x, w, kb, b, g):
+        return torch.ops.adaptive_conv_ext.adaptive_conv2d_forward(x, w, kb, b, stride, padding, dilation, g, *rest)
+
+    return _func.forward_vmap(run, info, in_dims[:4], (input, weight, kernel_bias, bias), groups)
+
+
+def _backward_op_vmap(
+    info, in_dims, grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, output_mask, *rest
+):
+    def run(go, x, w, kb, g):
+        return torch.ops.adaptive_conv_ext.adaptive_conv2d_backward(
+            go, x, w, kb, stride, padding, dilation, g, output_mask, *rest
         )
-        _, vjp = torch.func.vjp(functools.partial(_reference_backward, ctx.conv), *primals)
-        grads = vjp(cotangents) + (None,) * (4 - len(primals))
-        return (*grads, None, None, None, None, None, None)
+
+    tensors = (grad_output, input, weight, kernel_bias)
+    return _func.backward_vmap(run, info, in_dims[:4], tensors, groups, output_mask[0], output_mask[1])
+
+
+if _native.IMPORT_ERROR is None:
+    torch.library.register_autograd(_native.FORWARD, _forward_op_backward, setup_context=_forward_op_setup_context)
+    torch.library.register_autograd(_native.BACKWARD, _backward_op_backward, setup_context=_backward_op_setup_context)
+    torch.library.register_vmap(_native.FORWARD, _forward_op_vmap)
+    torch.library.register_vmap(_native.BACKWARD, _backward_op_vmap)
