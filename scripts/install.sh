@@ -67,7 +67,8 @@ else
   base=${PYTHON:-python3}
   command -v "$base" >/dev/null || { say "no '$base' found: set PYTHON to a Python 3.9+ interpreter" >&2; exit 1; }
   say "no virtual environment is active: creating $venv from $(command -v "$base") ($("$base" --version 2>&1))"
-  "$base" -m venv "$venv" || { say "'$base -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
+  say "  (Debian/Ubuntu: 'python3 -m venv' needs the python3-venv package)"
+  run_step "python -m venv" build/install-venv.log "$base" -m venv "$venv"
 fi
 PY=$venv/bin/python
 [ -x "$PY" ] || { say "$PY is missing: $venv is not a virtual environment" >&2; exit 1; }
@@ -80,7 +81,7 @@ say "Python: $PY ($("$PY" --version 2>&1)); afterwards run it as scripts/python"
 
 # ------------------------------------------------------------ 2. torch
 if "$PY" -c "import torch" 2>/dev/null; then
-  say "torch $("$PY" -c 'import torch; print(torch.__version__)') is already installed: kept"
+  say "torch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null) is already installed: kept"
 else
   # PyTorch's own CPU index serves the CPU build; PyPI's Linux wheel of the same version
   # is the CUDA build. A short timeout: an offline machine must not hang here.
@@ -100,7 +101,7 @@ else
     exit 1
   fi
 fi
-torch_version=$("$PY" -c 'import torch; print(torch.__version__)')
+torch_version=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)
 
 # ------------------------------------------------------------ 3. the other Python packages
 # module requirement: installed only when the module is missing (offline machines that
@@ -126,6 +127,7 @@ triton_36=$("$PY" -c "import triton; print(int(triton.__version__.startswith('3.
 if [ "$triton_36" = 1 ]; then
   numpy_version=$("$PY" -c "import numpy; print(numpy.__version__)" 2>/dev/null || echo "")
   if [ -z "$numpy_version" ]; then
+    say "numpy is pinned below 2.4: triton 3.6 needs numpy < 2.4"
     need+=("numpy<2.4")
   elif ! "$PY" -c "import numpy, sys; sys.exit(tuple(map(int, numpy.__version__.split('.')[:2])) >= (2, 4))"; then
     say "DOWNGRADING numpy $numpy_version to numpy<2.4 in $venv: triton 3.6 needs numpy < 2.4"
