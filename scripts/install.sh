@@ -24,11 +24,11 @@ TORCH_VERSION=2.13.0
 TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu
 TICK_S=5  # progress at least this often while a background step runs
 
-# run_step LABEL LOG CMD...: runs CMD in the background with its output in LOG and
-# prints progress every TICK_S seconds: the latest line of LOG matching $PROGRESS_RE
-# (pip: what it collects or installs), or the elapsed time. On failure: LOG's tail, exit.
+# tick LABEL LOG CMD...: runs CMD in the background with its output in LOG and prints
+# progress every TICK_S seconds: the latest line of LOG matching $PROGRESS_RE (pip: what
+# it collects or installs), or the elapsed time. Returns CMD's exit status.
 PROGRESS_RE='^(Collecting|Downloading|Processing|Installing|Building|Successfully|Get:|Unpacking|Setting up)'
-run_step() {
+tick() {
   local label=$1 log=$2 t0=$SECONDS last pid line shown=""
   shift 2
   "$@" </dev/null >"$log" 2>&1 &
@@ -49,12 +49,27 @@ run_step() {
       last=$SECONDS
     fi
   done
-  if ! wait "$pid"; then
+  wait "$pid"
+}
+
+# run_step LABEL LOG CMD...: tick, then "done", or on failure LOG's tail and exit.
+run_step() {
+  local label=$1 log=$2 t0=$SECONDS
+  if ! tick "$@"; then
     tail -n 40 "$log"
     say "$label failed after $((SECONDS - t0)) s; full log: $log" >&2
     exit 1
   fi
   say "  $label: done in $((SECONDS - t0)) s (log: $log)"
+}
+
+# py_value VAR LABEL CODE: VAR = what Python CODE prints on stdout, with progress while
+# it runs (importing torch takes a while on a busy machine); returns CODE's status.
+py_value() {
+  local var=$1 label=$2 code=$3 status=0
+  tick "$label" build/install-py.out bash -c '"$0" -c "$1" 2>build/install-py.err' "$PY" "$code" || status=$?
+  printf -v "$var" '%s' "$(cat build/install-py.out)"
+  return $status
 }
 
 # ------------------------------------------------------------ 1. the environment
@@ -80,8 +95,8 @@ PIP=("$PY" -m pip install --disable-pip-version-check --progress-bar off)
 say "Python: $PY ($("$PY" --version 2>&1)); afterwards run it as scripts/python"
 
 # ------------------------------------------------------------ 2. torch
-if "$PY" -c "import torch" 2>/dev/null; then
-  say "torch $("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null) is already installed: kept"
+if py_value torch_version "checking for torch" "import torch; print(torch.__version__)"; then
+  say "torch $torch_version is already installed: kept"
 else
   # PyTorch's own CPU index serves the CPU build; PyPI's Linux wheel of the same version
   # is the CUDA build. A short timeout: an offline machine must not hang here.
@@ -101,16 +116,12 @@ else
     exit 1
   fi
 fi
-torch_version=$("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null)
+py_value torch_version "importing torch" "import torch; print(torch.__version__)"
 
 # ------------------------------------------------------------ 3. the other Python packages
 # module requirement: installed only when the module is missing (offline machines that
 # have them all install nothing).
-need=()
-while read -r module requirement; do
-  "$PY" -c "import $module" 2>/dev/null || need+=("$requirement")
-done <<'LIST'
-setuptools setuptools>=64
+PACKAGES='setuptools setuptools>=64
 wheel wheel
 triton triton==3.6.0
 pytest pytest
@@ -120,16 +131,27 @@ matplotlib matplotlib
 sklearn scikit-learn
 onnx onnx==1.23.2
 onnxscript onnxscript==0.7.2
-onnxruntime onnxruntime==1.32.0
-LIST
+onnxruntime onnxruntime==1.32.0'
+# one Python run finds the missing modules (each import costs seconds on a busy machine)
+export PACKAGES
+py_value missing "checking the other packages" "import importlib.util as u, os
+print(' '.join(r for m, r in (l.split() for l in os.environ['PACKAGES'].splitlines()) if u.find_spec(m) is None))"
+read -r -a need <<<"$missing"
 # triton 3.6 needs numpy < 2.4: a numpy that is newer is replaced, and this says so.
-triton_36=$("$PY" -c "import triton; print(int(triton.__version__.startswith('3.6.')))" 2>/dev/null || echo 1)
-if [ "$triton_36" = 1 ]; then
-  numpy_version=$("$PY" -c "import numpy; print(numpy.__version__)" 2>/dev/null || echo "")
-  if [ -z "$numpy_version" ]; then
+# (versions from the package metadata: importing triton or numpy would be slow)
+py_value versions "checking numpy" "from importlib.metadata import version
+def get(name):
+    try:
+        return version(name)
+    except Exception:
+        return '-'
+print(get('triton'), get('numpy'))"
+read -r triton_version numpy_version <<<"$versions"
+if [ "$triton_version" = - ] || [[ "$triton_version" == 3.6.* ]]; then
+  if [ "$numpy_version" = - ]; then
     say "numpy is pinned below 2.4: triton 3.6 needs numpy < 2.4"
     need+=("numpy<2.4")
-  elif ! "$PY" -c "import numpy, sys; sys.exit(tuple(map(int, numpy.__version__.split('.')[:2])) >= (2, 4))"; then
+  elif [ "$(printf '%s\n' "$numpy_version" 2.4 | sort -V | head -n 1)" = 2.4 ]; then
     say "DOWNGRADING numpy $numpy_version to numpy<2.4 in $venv: triton 3.6 needs numpy < 2.4"
     need+=("numpy<2.4")
   fi
@@ -168,21 +190,21 @@ fi
 # Built again only when something it is built from changed: the hash of every file
 # under csrc/ and of the build files, with the interpreter and the torch version.
 # (A change rebuilds every file: setuptools compiles all sources of an extension.)
-fingerprint=$("$PY" - <<'EOF'
-import hashlib, pathlib, sys, torch
-h = hashlib.sha256(f"{sys.executable}\n{torch.__version__}\n".encode())
-files = [p for p in pathlib.Path("csrc").rglob("*") if p.is_file()]
-files += [pathlib.Path(p) for p in ("setup.py", "CMakeLists.txt", "pyproject.toml", "tools/torch_ext_backend.py")]
+py_value fingerprint "hashing the sources" "import hashlib, pathlib, sys
+h = hashlib.sha256(f'{sys.executable}\n$torch_version\n'.encode())
+files = [p for p in pathlib.Path('csrc').rglob('*') if p.is_file()]
+files += [pathlib.Path(p) for p in ('setup.py', 'CMakeLists.txt', 'pyproject.toml', 'tools/torch_ext_backend.py')]
 for p in sorted(f for f in files if f.exists()):
-    h.update(str(p).encode() + b"\0" + p.read_bytes() + b"\0")
-print(h.hexdigest())
-EOF
-)
+    h.update(str(p).encode() + b'\0' + p.read_bytes() + b'\0')
+print(h.hexdigest())"
 stamp=build/install.stamp
 installed_here() {
-  # the package the environment imports is this checkout's, with its kernels loaded
-  "$PY" -c "import adaptive_conv_ext as a, os, sys
-sys.exit(not (a.__file__.startswith(os.path.join('$root', '')) and a.available_backends('cpu')['native'] is None))" 2>/dev/null
+  # the package the environment imports is this checkout's, with its kernels loaded;
+  # sets backends (which run on the CPU)
+  py_value backends "loading adaptive_conv_ext" "import adaptive_conv_ext as a, os, sys
+b = a.available_backends('cpu')
+print({k: v is None for k, v in b.items()})
+sys.exit(not (a.__file__.startswith(os.path.join('$root', '')) and b['native'] is None))"
 }
 if [ "${ADAPTIVE_CONV_FORCE_BUILD:-0}" != 1 ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$fingerprint" ] && installed_here; then
   say "adaptive_conv_ext: up to date (no file under csrc/ nor a build file changed since the last build): not rebuilt"
@@ -205,5 +227,5 @@ else
   installed_here || { say "the build finished but $PY does not load this checkout's kernels; see build/install.log" >&2; exit 1; }
   echo "$fingerprint" >"$stamp"
 fi
-"$PY" -c "import adaptive_conv_ext as a; print('install.sh: backends on cpu:', {k: v is None for k, v in a.available_backends('cpu').items()})"
+say "backends on cpu: $backends"
 say "done. Run Python from $venv as scripts/python, e.g. 'scripts/python -m pytest -q tests'"
