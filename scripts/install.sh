@@ -115,8 +115,8 @@ else
     say "  $PY -m pip install torch==$TORCH_VERSION --index-url $TORCH_CPU_INDEX" >&2
     exit 1
   fi
+  py_value torch_version "importing torch" "import torch; print(torch.__version__)"
 fi
-py_value torch_version "importing torch" "import torch; print(torch.__version__)"
 
 # ------------------------------------------------------------ 3. the other Python packages
 # module requirement: installed only when the module is missing (offline machines that
