@@ -100,7 +100,9 @@ if py_value torch_version "checking for torch" "import torch; print(torch.__vers
 else
   # PyTorch's own CPU index serves the CPU build; PyPI's Linux wheel of the same version
   # is the CUDA build. A short timeout: an offline machine must not hang here.
-  if "$PY" -c "import urllib.request as u; u.urlopen('$TORCH_CPU_INDEX/torch/', timeout=5)" >/dev/null 2>&1; then
+  # (timeout: urlopen's own does not cover a hanging DNS look-up)
+  limit=(); command -v timeout >/dev/null && limit=(timeout 10)
+  if "${limit[@]}" "$PY" -c "import urllib.request as u; u.urlopen('$TORCH_CPU_INDEX/torch/', timeout=5)" >/dev/null 2>&1; then
     say "torch: installing torch==$TORCH_VERSION, the CPU build, from PyTorch's CPU wheel index $TORCH_CPU_INDEX (reachable)"
     run_step "torch from $TORCH_CPU_INDEX" build/install-torch.log \
       "${PIP[@]}" "torch==$TORCH_VERSION" --index-url "$TORCH_CPU_INDEX"
@@ -159,6 +161,24 @@ fi
 if [ ${#need[@]} -gt 0 ]; then
   # the torch chosen above stays: nothing below may replace it
   echo "torch==$torch_version" >build/install-constraints.txt
+  # What pip would change, said before it changes it: any package already installed that
+  # the resolution replaces (a dependency's downgrade included).
+  run_step "resolving ${need[*]}" build/install-resolve.log "${PIP[@]}" --dry-run --quiet \
+    --report build/install-report.json -c build/install-constraints.txt "${need[@]}"
+  py_value replaced "comparing with what is installed" "import json
+from importlib.metadata import version
+from pip._vendor.packaging.version import Version
+for item in json.load(open('build/install-report.json'))['install']:
+    name, new = item['metadata']['name'], item['metadata']['version']
+    try:
+        old = version(name)
+    except Exception:
+        continue  # not installed: nothing is replaced
+    if old != new:
+        print(f'{\"DOWNGRADING\" if Version(new) < Version(old) else \"upgrading\"} {name} {old} -> {new}')"
+  if [ -n "$replaced" ]; then
+    while read -r change; do say "$change in $venv (needed by: ${need[*]})"; done <<<"$replaced"
+  fi
   say "installing into $venv: ${need[*]}"
   run_step "pip install" build/install-packages.log "${PIP[@]}" -c build/install-constraints.txt "${need[@]}"
 else
