@@ -3,9 +3,11 @@
 Every implementation runs one after the other in this process on the same inputs,
 warmed up first; medians of --reps repetitions, forward alone (no autograd graph)
 and forward+backward with the gradients training needs (SPEC section 3: a first
-layer's without the input's gradient, then again with all gradients, labelled); peak memory above the inputs (GPU: max_memory_allocated; CPU:
-peak RSS of a child process per implementation); the fused times as a percentage of
-the SPEC floor (GPU: floors.py; CPU: cpu_floor.py, measured in the same run).
+layer's without the input's gradient, then again with all gradients, labelled); peak
+memory above the inputs (GPU: max_memory_allocated; CPU: peak RSS of a child process
+per implementation); the fused times as a percentage of the SPEC floor (GPU: floors.py;
+CPU: cpu_floor.py, measured in the same run). The table warns when the load average
+exceeded the cores the run used.
 """
 
 from __future__ import annotations
@@ -316,8 +318,8 @@ def run(argv=None) -> Tuple[dict, dict]:
 
     results["complete"] = True
     write_json(paths["json"], results)
+    warning = report.load_warning(results)
     with open(paths["md"], "w") as f:
-        warning = report.load_warning(results)
         f.write(header_md(results) + "\n\n" + (f"**{warning}**\n\n" if warning else "")
                 + report.floor_summary_md(results) + report.markdown_table(results) + "\n")
     if not args.no_plot:
@@ -326,7 +328,6 @@ def run(argv=None) -> Tuple[dict, dict]:
         paths["png"] = str(out_dir / f"{stem}.png")
         plot(results, paths["png"])
     print(report.text_table(results))
-    warning = report.load_warning(results)
     if warning:
         print("\n" + warning)
     print(f"\n{len(results['cases'])} cases in {results['wall_s']:.0f} s; wrote " + ", ".join(paths.values()))
