@@ -74,7 +74,9 @@ def test_native_row(quick_run):
     for case in res["cases"]:
         nat = case["results"][0]
         assert nat["status"] == "ok", nat
-        assert nat["fwd_s"] > 0 and nat["fwdbwd_s"] > 0 and nat["reps"] == 3
+        assert nat["fwd_s"] > 0 and nat["fwdbwd_s"] > 0
+        # 3 reps, or fewer within the budget (a busy machine) and a note that says so
+        assert nat["reps"] == 3 or (1 <= nat["reps"] < 3 and "reps" in nat["note"]), nat
         assert nat["ratio_fwd"] == 1.0 and nat["ratio_fwdbwd"] == 1.0
         assert nat["memory"]["status"] == "ok"
         # RSS moves by pages and small blocks come from free heap: lenet at N=1 may read 0
@@ -196,7 +198,7 @@ def test_first_layer_backward_leaves_the_input_alone():
         inp = I.make_inputs(shape, 1, torch.float32, "cpu", input_grad=input_grad)
         for impl in ("native", "reference", "paper", "conv2d"):
             fn, params = I.build(impl, shape, inp)
-            assert (inp["x"] in params) == input_grad
+            assert any(p is inp["x"] for p in params) == input_grad
             run = Runner(fn, params, inp["grad_out"])
             run.clear()
             run.fwdbwd()
