@@ -3,11 +3,18 @@ bad input becomes a clear Python error, before any kernel runs."""
 
 from __future__ import annotations
 
+import functools
 import numbers
+import os
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
+
+# The public geometry arguments: an int, or one int per spatial dimension (height, width).
+IntPair = Union[int, Tuple[int, int]]
+# padding may also be "valid" or "same", as in nn.Conv2d.
+Padding = Union[int, Tuple[int, int], str]
 
 BACKENDS = ("auto", "native", "triton", "reference")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -40,6 +47,8 @@ class ConvArgs:
 
 
 def _pair(value, name: str, minimum: int) -> Tuple[int, int]:
+    """value (an int or a pair of ints, each >= minimum and within int64) as a pair;
+    TypeError/ValueError naming `name` otherwise."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
     if isinstance(value, numbers.Integral):
@@ -111,10 +120,10 @@ def validate(
     weight: torch.Tensor,
     kernel_bias: Optional[torch.Tensor],
     bias: Optional[torch.Tensor],
-    stride,
-    padding,
-    dilation,
-    groups,
+    stride: IntPair,
+    padding: Padding,
+    dilation: IntPair,
+    groups: int,
     padding_mode: str = "zeros",
 ) -> ConvArgs:
     """Check every argument against SPEC section 1; raise TypeError/ValueError naming it.
@@ -205,6 +214,7 @@ def validate(
             f"the output ({N}, {O}, {extent[0]}, {extent[1]}) has more than 2**63 - 1 elements; "
             "check padding, stride and dilation"
         )
+    _check_output_fits_memory(input, (N, O, extent[0], extent[1]), sides)
 
     # What the operator pads (zeros, the same on both sides) and what is padded before it.
     if padding_mode == "zeros":
@@ -219,7 +229,42 @@ def validate(
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _device_memory_bytes(device: torch.device) -> Optional[int]:
+    """The memory of `device` in bytes (CPU: physical RAM; CUDA: the GPU's), None if unknown."""
+    if device.type == "cpu":
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+            return None
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return None
+
+
+def _check_output_fits_memory(input: torch.Tensor, out_shape, sides) -> None:
+    """A ValueError, before anything is allocated, when the output alone would not fit in the
+    device's memory: nearly always a padding far beyond the kernel (e.g. padding=10**6)."""
+    if input.device.type == "meta" or torch.compiler.is_compiling():
+        return  # shapes only / traced: nothing is allocated here
+    total = _device_memory_bytes(input.device)
+    numel = out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3]
+    need = numel * input.element_size()
+    if total is None or need <= total:
+        return
+    what = f"the output {tuple(out_shape)} would need {need / 2**30:.3g} GiB"
+    where = f"more than the {total / 2**30:.3g} GiB of memory of the {input.device.type} device"
+    if any(sides):
+        top, bottom, left, right = sides
+        raise ValueError(
+            f"padding (top, bottom, left, right) = {(top, bottom, left, right)}: {what} of {input.dtype}, "
+            f"{where}; padding is meant to be at most about the kernel size"
+        )
+    raise ValueError(f"{what} of {input.dtype}, {where}; check the input size, stride and dilation")
+
+
 def check_backend_name(backend) -> str:
+    """backend itself if it is one of BACKENDS, else a ValueError naming the choices."""
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return backend

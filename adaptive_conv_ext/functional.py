@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch._prims_common import suggest_memory_format
 
 from . import _backends, _onnx
 from ._autograd import AdaptiveConv2dFunction
-from ._validation import check_backend_name, validate
+from ._validation import IntPair, Padding, check_backend_name, validate
 from .reference import adaptive_conv2d_reference
 
 
@@ -37,9 +38,9 @@ def adaptive_conv2d(
     weight: torch.Tensor,
     kernel_bias: Optional[torch.Tensor] = None,
     bias: Optional[torch.Tensor] = None,
-    stride=1,
-    padding=0,
-    dilation=1,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
     groups: int = 1,
     backend: str = "auto",
     padding_mode: str = "zeros",
@@ -68,8 +69,9 @@ def adaptive_conv2d(
     float32 instead (every current backend can; the 16-bit kernels accumulate in float32).
     The casts are differentiable, so float32 parameters get float32 gradients.
 
-    Memory format: channels_last input gives a channels_last output; any strides are
-    accepted (fused kernels make their own contiguous copies).
+    Memory format: the output's is the one ``F.conv2d`` gives, the input's suggested
+    format: channels_last input gives a channels_last output (with one channel too); any
+    strides are accepted (fused kernels make their own contiguous copies).
 
     Determinism: with ``torch.use_deterministic_algorithms(True)`` every backward is
     bitwise reproducible (native CPU: a fixed split of the work, for a fixed number of
@@ -89,14 +91,25 @@ def adaptive_conv2d(
     name = _backends.resolve(backend, input.device, input.dtype)
     _onnx.check_exportable(name)
     if name == "reference":
-        return adaptive_conv2d_reference(
+        y = adaptive_conv2d_reference(
             input, weight, kernel_bias, bias, stride, padding, dilation, groups, padding_mode=padding_mode
         )
+        return y if args.unbatched else _like_conv2d(y, input)
     x = input.unsqueeze(0) if args.unbatched else input
     y = AdaptiveConv2dFunction.apply(
         args.pad_input(x), weight, kernel_bias, bias, args.stride, args.padding, args.dilation, args.groups, name
     )
-    # Keep the caller's memory format, as conv2d does.
-    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
-        y = y.contiguous(memory_format=torch.channels_last)
-    return y.squeeze(0) if args.unbatched else y
+    return y.squeeze(0) if args.unbatched else _like_conv2d(y, x)
+
+
+def _like_conv2d(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """y in the memory format F.conv2d gives for input x: x's suggested format, read from
+    its strides as torch does. (With one channel, x.is_contiguous() holds in both formats;
+    the strides still tell a channels_last tensor apart.) The reference's einsum may return
+    either layout, hence both directions."""
+    fmt = suggest_memory_format(x)
+    if suggest_memory_format(y) != fmt:
+        # clone, not contiguous(): with one output channel y may count as contiguous in
+        # the wanted format already while its strides are the other format's
+        return y.clone(memory_format=fmt)
+    return y

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Optional, Union
 
 import torch
 from torch import nn
 
-from ._validation import _pair, check_backend_name, check_padding_mode_name, padding_per_side
+from ._validation import IntPair, Padding, _pair, check_backend_name, check_padding_mode_name, padding_per_side
 from .functional import adaptive_conv2d
 
 
@@ -24,18 +25,18 @@ class AdaptiveConv2d(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size,
-        stride=1,
-        padding=0,
-        dilation=1,
+        kernel_size: IntPair,
+        stride: IntPair = 1,
+        padding: Padding = 0,
+        dilation: IntPair = 1,
         groups: int = 1,
         bias: bool = True,
         kernel_bias: bool = True,
-        device=None,
-        dtype=None,
+        device: Optional[Union[torch.device, str]] = None,
+        dtype: Optional[torch.dtype] = None,
         backend: str = "auto",
         padding_mode: str = "zeros",
-    ):
+    ) -> None:
         super().__init__()
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -69,6 +70,7 @@ class AdaptiveConv2d(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Initialises the parameters as the paper's code does (see the comments)."""
         # Each generating filter starts as a default nn.Conv2d(1, kH*kW, (kH, kW)) would,
         # as in the paper's code: Kaiming-uniform with a=sqrt(5) over fan-in kH*kW,
         # which is uniform(+-1/sqrt(fan_in)), and its bias uniform(+-1/sqrt(fan_in)).
@@ -84,6 +86,12 @@ class AdaptiveConv2d(nn.Module):
             nn.init.uniform_(self.bias, -b, b)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The layer on input (N, in_channels, H, W) or unbatched (in_channels, H, W)."""
+        if isinstance(input, torch.Tensor) and input.dim() in (3, 4) and input.shape[-3] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expected input with in_channels={self.in_channels} channels "
+                f"(dimension -3), got {input.shape[-3]} (input shape {tuple(input.shape)})"
+            )
         return adaptive_conv2d(
             input,
             self.weight,
@@ -98,6 +106,7 @@ class AdaptiveConv2d(nn.Module):
         )
 
     def extra_repr(self) -> str:
+        """The constructor arguments that differ from their defaults, for print(module)."""
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0, 0):
             s += f", padding={self.padding!r}"

@@ -37,6 +37,15 @@ def adaptive_conv2d_paper(
     kernel_bias: Optional[torch.Tensor] = None,
     bias: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
+    """The adaptive convolution computed as the paper's code does: for every pair of output
+    channel o and input channel c, a generator conv2d on channel c gives the k*k kernel
+    maps, and the products with the k*k shifted inputs are summed.
+
+    input (N, C, H, W); weight Q (O, C, k, k, k, k) with odd k; kernel_bias beta (O, C, k, k)
+    or None; bias (O,) or None. Stride 1, padding k//2, groups 1 only. Equal to
+    :func:`adaptive_conv_ext.adaptive_conv2d` with ``padding=k // 2``; slow (a Python loop
+    over O*C pairs): a fidelity check and a benchmark baseline.
+    """
     N, C, H, W = input.shape
     O, Cw, k = weight.shape[0], weight.shape[1], weight.shape[2]
     if Cw != C or k % 2 == 0 or tuple(weight.shape[2:]) != (k,) * 4:

@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from ._validation import validate
+from ._validation import IntPair, Padding, validate
 
 
 def adaptive_conv2d_reference(
@@ -21,13 +21,21 @@ def adaptive_conv2d_reference(
     weight: torch.Tensor,
     kernel_bias: Optional[torch.Tensor] = None,
     bias: Optional[torch.Tensor] = None,
-    stride=1,
-    padding=0,
-    dilation=1,
+    stride: IntPair = 1,
+    padding: Padding = 0,
+    dilation: IntPair = 1,
     groups: int = 1,
     out_channel_chunk: Optional[int] = None,
     padding_mode: str = "zeros",
 ) -> torch.Tensor:
+    """SPEC section 1 on F.unfold: the adaptive convolution that defines the results and,
+    through autograd, the gradients every fused backend must reproduce.
+
+    Takes the arguments of :func:`adaptive_conv_ext.adaptive_conv2d` (without ``backend``),
+    checked the same way, and runs on any device and floating dtype. It materialises sigma
+    and K (N*O*(C/g)*kH*kW*Ho*Wo elements each); ``out_channel_chunk`` (output channels
+    per group at a time) bounds that memory at the cost of more, smaller einsums.
+    """
     args = validate(input, weight, kernel_bias, bias, stride, padding, dilation, groups, padding_mode)
     x = args.pad_input(input.unsqueeze(0) if args.unbatched else input)
     N, C, H, W = x.shape

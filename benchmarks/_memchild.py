@@ -60,7 +60,7 @@ def child_main(spec: dict, conn) -> None:
         _fixed_mmap_threshold()
         _reset_peak()  # fails early where /proc/self/clear_refs is missing (not Linux)
         shape = SHAPES[spec["shape"]]
-        inp = I.make_inputs(shape, spec["n"], I.DTYPES[spec["dtype"]], "cpu")
+        inp = I.make_inputs(shape, spec["n"], I.DTYPES[spec["dtype"]], "cpu", input_grad=spec["input_grad"])
         fn, params = I.build(spec["impl"], shape, inp)
         run = Runner(fn, params, inp["grad_out"])
         t0 = time.perf_counter()

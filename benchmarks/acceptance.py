@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.acceptance", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=20)
-    p.add_argument("--out", help="directory for the JSON/PNG/markdown (default benchmarks/results)")
+    p.add_argument("--out", help="directory for the JSON/PNG/markdown (default: results/, untracked)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     suite_args = ["--device", "cpu", "--shapes", "issue2-cpu", "--backends", "native,reference",

@@ -5,7 +5,8 @@ the threads the kernels use. A tanh counts as 10 multiply-adds (a float32-accura
 vector tanh), so with T = N*O*(C/g)*kH*kW*Ho*Wo (the size of sigma):
   forward          : 2*T*(kH*kW + 1 + 10) flops   (sigma, K*X, tanh)
   forward+backward : 2*T*(4*kH*kW + 4 + 20) flops (the backward recomputes sigma and
-                     tanh, then dQ, dX through the kernel and the direct term)
+                     tanh, then dQ, dX through the kernel and the direct term);
+                     without the input's gradient (a first layer) 2*T*(3*kH*kW + 3 + 20)
 The machine is shared, so the sgemm is timed at the start and again before every
 case; the floor uses the fastest rate seen in the run (the conservative choice: a
 rate measured while other jobs ran would lower the floor's bar).
@@ -64,7 +65,8 @@ class CpuRate:
         for case in cases:
             if not case.get("floor"):
                 continue
-            floor = case["floor"] = case_floor(SHAPES[case["name"]], case["N"], self.rate())
+            floor = case["floor"] = case_floor(SHAPES[case["name"]], case["N"], self.rate(),
+                                               case.get("input_grad", True))
             for r in case["results"]:
                 if r.get("pct_floor_fwd") is not None:
                     r["pct_floor_fwd"] = 100 * floor["fwd_s"] / r["fwd_s"]
@@ -76,13 +78,15 @@ class CpuRate:
                 "sgemm_1thread_flops": max(self.samples), "rate_flops": self.rate()}
 
 
-def flops(shape, n: int) -> dict:
+def flops(shape, n: int, input_grad: bool = True) -> dict:
     k2, t = shape.k * shape.k, shape.tanh_evals(n)
-    return {"fwd": 2 * t * (k2 + 1 + TANH_FMAS), "fwdbwd": 2 * t * (4 * k2 + 4 + 2 * TANH_FMAS)}
+    # dX costs k2 + 1 multiply-adds per sigma element: through the kernel and the direct term
+    bwd_dx = (k2 + 1) if input_grad else 0
+    return {"fwd": 2 * t * (k2 + 1 + TANH_FMAS), "fwdbwd": 2 * t * (3 * k2 + 3 + bwd_dx + 2 * TANH_FMAS)}
 
 
-def case_floor(shape, n: int, rate_flops: float) -> dict:
-    f = flops(shape, n)
+def case_floor(shape, n: int, rate_flops: float, input_grad: bool = True) -> dict:
+    f = flops(shape, n, input_grad)
     fwd_s, fwdbwd_s = f["fwd"] / rate_flops, f["fwdbwd"] / rate_flops
     return {"fwd_s": fwd_s, "fwdbwd_s": fwdbwd_s, "flops": f, "rate_flops": rate_flops,
             "fwd": {"bound": "fma", "floor_s": fwd_s}, "bwd": {"bound": "fma", "floor_s": fwdbwd_s - fwd_s}}

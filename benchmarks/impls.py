@@ -43,20 +43,22 @@ def unavailable_reason(impl: str, shape: Shape, device: str) -> Optional[str]:
     return None
 
 
-def make_inputs(shape: Shape, n: int, dtype: torch.dtype, device: str, seed: int = 0) -> Dict[str, torch.Tensor]:
-    """Leaf tensors that require grad, the same for every implementation (fixed seed)."""
+def make_inputs(shape: Shape, n: int, dtype: torch.dtype, device: str, seed: int = 0,
+                input_grad: bool = True) -> Dict[str, torch.Tensor]:
+    """Leaf tensors that require grad, the same for every implementation (fixed seed);
+    the input x requires grad only with `input_grad` (SPEC section 3: not for a first layer)."""
     g = torch.Generator().manual_seed(seed)
     cg, k = shape.C // shape.groups, shape.k
     ho = shape.out_size()
 
-    def rnd(*size, scale=1.0):
+    def rnd(*size, scale=1.0, grad=True):
         t = torch.randn(*size, generator=g) * scale
-        return t.to(device=device, dtype=dtype).requires_grad_()
+        return t.to(device=device, dtype=dtype).requires_grad_(grad)
 
     # Q scaled by 1/k so that sigma = sum over k*k taps of Q*X has unit variance:
     # tanh then works in its non-saturated range, as in a trained layer.
     return {
-        "x": rnd(n, shape.C, shape.H, shape.W),
+        "x": rnd(n, shape.C, shape.H, shape.W, grad=input_grad),
         "weight": rnd(shape.O, cg, k, k, k, k, scale=1.0 / k),
         "kernel_bias": rnd(shape.O, cg, k, k, scale=0.1),
         "bias": rnd(shape.O, scale=0.1),
@@ -68,17 +70,21 @@ def make_inputs(shape: Shape, n: int, dtype: torch.dtype, device: str, seed: int
 
 def build(impl: str, shape: Shape, inp: Dict[str, torch.Tensor]) -> Tuple[Callable[[], torch.Tensor], List[torch.Tensor]]:
     """(fn, params): fn() runs one forward on `inp`; params are the leaves whose
-    .grad a fwd+bwd run fills (cleared before every run)."""
+    .grad a fwd+bwd run fills (cleared before every run): those that require grad."""
     pad, groups = shape.pad, shape.groups
     adaptive = [inp["x"], inp["weight"], inp["kernel_bias"], inp["bias"]]
+
+    def grads(leaves):
+        return [t for t in leaves if t.requires_grad]
+
     if impl in FUSED:
         def fn():
             return adaptive_conv_ext.adaptive_conv2d(*adaptive, padding=pad, groups=groups, backend=impl)
-        return fn, adaptive
+        return fn, grads(adaptive)
     if impl == "reference":
         def fn():
             return adaptive_conv2d_reference(*adaptive, padding=pad, groups=groups)
-        return fn, adaptive
+        return fn, grads(adaptive)
     if impl == "compiled":
         # A fresh Dynamo state per case: otherwise shape changes across cases mark
         # dimensions dynamic and, past the recompile limit, fall back to eager.
@@ -87,17 +93,17 @@ def build(impl: str, shape: Shape, inp: Dict[str, torch.Tensor]) -> Tuple[Callab
 
         def fn():
             return compiled(*adaptive)
-        return fn, adaptive
+        return fn, grads(adaptive)
     if impl == "paper":
         def fn():
             return adaptive_conv_ext.adaptive_conv2d_paper(*adaptive)
-        return fn, adaptive
+        return fn, grads(adaptive)
     if impl == "conv2d":
         conv = [inp["x"], inp["conv_weight"], inp["bias"]]
 
         def fn():
             return F.conv2d(conv[0], conv[1], conv[2], padding=pad, groups=groups)
-        return fn, conv
+        return fn, grads(conv)
     raise ValueError(f"unknown implementation {impl!r}; choose from {', '.join(IMPLS)}")
 
 

@@ -86,12 +86,13 @@ def _context():
 
 
 def cpu_peak_child(shape: Shape, n: int, dtype: str, impl: str, warm_fwdbwd: bool, timeout_s: float,
-                   mem_cap_mb: int = 0) -> dict:
+                   mem_cap_mb: int = 0, input_grad: bool = True) -> dict:
     """Peak RSS above the inputs, measured in a child process running `impl` alone.
 
     Returns {"status": "ok", "fwd_bytes", "fwdbwd_bytes", ...} or {"status": "oom"|"skipped"|"error", "reason"}.
     """
-    spec = dict(shape=shape.name, n=n, dtype=dtype, impl=impl, warm_fwdbwd=warm_fwdbwd, mem_cap_mb=mem_cap_mb)
+    spec = dict(shape=shape.name, n=n, dtype=dtype, impl=impl, warm_fwdbwd=warm_fwdbwd, mem_cap_mb=mem_cap_mb,
+                input_grad=input_grad)
     ctx = _context()
     recv, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=child_main, args=(spec, send), daemon=True)
@@ -159,7 +160,7 @@ def bench_impl(impl: str, shape: Shape, n: int, dtype: str, inp, opts: Options) 
         # their one-time allocations are nothing beside their peak)
         warm = impl not in ("reference", "paper") or shape.tanh_evals(n) < 20_000_000
         mem = cpu_peak_child(shape, n, dtype, impl, warm, timeout_s=2 * opts.budget_s + 180,
-                             mem_cap_mb=opts.mem_cap_mb)
+                             mem_cap_mb=opts.mem_cap_mb, input_grad=inp["x"].requires_grad)
         res["memory"] = mem
         if mem["status"] != "ok":
             res.update(status=mem["status"], reason=mem["reason"])

@@ -53,7 +53,8 @@ def plot(results: dict, path: str) -> None:
             else:
                 _mark_missing(ax_m, x, r if r["status"] != "ok" else {"status": m.get("status", "n/a")})
         spec_n = f" (SPEC {case['N_spec']})" if case["N"] != case["N_spec"] else ""
-        title = f"{case['name']}\nN={case['N']}{spec_n}, {case['dtype']}"
+        grads = f"\nf+b: {case['grads']}" if case.get("grads") else ""
+        title = f"{case['name']}\nN={case['N']}{spec_n}, {case['dtype']}{grads}"
         ax_t.set_title(title, fontsize=10)
         for ax in (ax_t, ax_m):
             ax.set_yscale("log")

@@ -29,6 +29,9 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="float32", choices=list(I.DTYPES))
     p.add_argument("--batch", type=int, default=0, help="N (default: the suite's N for this device)")
     p.add_argument("--forward-only", action="store_true", help="profile a forward under no_grad instead")
+    p.add_argument("--all-grads", action="store_true",
+                   help="a first layer's backward with the input's gradient too (default: as SPEC section 3 "
+                   "says training needs, without it)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--row-limit", type=int, default=25)
     p.add_argument("--sort-by", help="default self_cuda_time_total on a GPU, self_cpu_time_total on a CPU")
@@ -44,7 +47,8 @@ def main(argv=None) -> int:
         print(f"cannot profile {args.backend} on {args.shape}: {reason}", file=sys.stderr)
         return 2
     n = shape.batch(args.device, quick=False, override=args.batch)
-    inp = I.make_inputs(shape, n, I.DTYPES[args.dtype], args.device)
+    input_grad = shape.input_grad or args.all_grads
+    inp = I.make_inputs(shape, n, I.DTYPES[args.dtype], args.device, input_grad=input_grad)
     fn, params = I.build(args.backend, shape, inp)
     run = Runner(fn, params, inp["grad_out"])
     step = run.fwd if args.forward_only else run.fwdbwd
@@ -56,7 +60,7 @@ def main(argv=None) -> int:
         torch.cuda.synchronize()
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if args.device == "cuda" else [])
-    what = "forward" if args.forward_only else "forward+backward"
+    what = "forward" if args.forward_only else "forward+backward" + ("" if input_grad else " (no input grad)")
     with profile(activities=activities, record_shapes=True, profile_memory=args.memory) as prof:
         with record_function(f"{args.backend} {what}"):
             step()

@@ -69,14 +69,49 @@ HEADER = ["implementation", "fwd ms", "fwd vs native", "fwd+bwd ms", "f+b vs nat
 FLOOR_HEADER = ["% floor fwd", "% floor f+b"]
 
 
-def case_title(case: dict) -> str:
+def case_name(case: dict) -> str:
+    """The case's name, its dtype unless float32, and which gradients its forward+backward
+    computes where that is not all of them or is labelled (SPEC section 3's first layers)."""
+    name = case["name"] + ("" if case["dtype"] == "float32" else f" {case['dtype']}")
+    return name + (f", f+b: {case['grads']}" if case.get("grads") else "")
+
+
+def cores_used(results: dict) -> int:
+    """The threads the timed code runs on: torch's intra-op threads."""
+    return results["device"].get("torch_threads") or 1
+
+
+def case_load(case: dict) -> Optional[float]:
+    """The case's highest 1-minute load average (start or end), None if unknown."""
+    loads = [case.get(k) for k in ("loadavg_1min_start", "loadavg_1min_end") if case.get(k) is not None]
+    return max(loads) if loads else None
+
+
+def load_warning(results: dict) -> str:
+    """A warning when some case ran while the 1-minute load average exceeded the cores the
+    benchmark uses: other processes then shared its cores, and its times are inflated."""
+    cores = cores_used(results)
+    loaded = [(case_name(c), case_load(c)) for c in results["cases"]
+              if case_load(c) is not None and case_load(c) > cores]
+    if not loaded:
+        return ""
+    worst = max(load for _, load in loaded)
+    return (f"WARNING: {len(loaded)} of {len(results['cases'])} cases ran while the 1-minute load average "
+            f"(up to {worst:.1f}) exceeded the {cores} core(s) the benchmark uses: other processes shared "
+            f"them and those times are inflated (marked LOADED); rerun on an idle machine to compare.")
+
+
+def case_title(case: dict, cores: int = 0) -> str:
     s = case["shape"]
     scaled = f" (SPEC N={case['N_spec']})" if case["N"] != case["N_spec"] else ""
     load = ""
     if case.get("loadavg_1min_start") is not None and case.get("loadavg_1min_end") is not None:
         load = f"  (1-min load {case['loadavg_1min_start']:.1f} -> {case['loadavg_1min_end']:.1f})"
+        if cores and case_load(case) > cores:
+            load += f" LOADED: above the {cores} core(s) used"
+    grads = f"  [f+b: {case['grads']}]" if case.get("grads") else ""
     return (f"{case['name']}  N={case['N']}{scaled}  C={s['C']} O={s['O']} H=W={s['H']} k={s['k']} "
-            f"pad={s['pad']} groups={s['groups']}  {case['dtype']}{load}")
+            f"pad={s['pad']} groups={s['groups']}  {case['dtype']}{grads}{load}")
 
 
 def has_floor(results: dict) -> bool:
@@ -91,7 +126,7 @@ def text_table(results: dict) -> str:
         rows = [row(r, floor) + [note(r, 90)] for r in case["results"]]
         widths = [max(len(x) for x in col) for col in zip(head, *rows)]
         lines.append("")
-        lines.append(case_title(case))
+        lines.append(case_title(case, cores_used(results)))
         if case.get("floor"):
             f = case["floor"]
             lines.append(f"  floor: fwd {fmt_time(f['fwd_s'])} ms ({f['fwd']['bound']}-bound), "
@@ -100,6 +135,9 @@ def text_table(results: dict) -> str:
             lines.append("  " + "  ".join(c.ljust(w) if i in (0, len(cells) - 1) else c.rjust(w)
                                           for i, (c, w) in enumerate(zip(cells, widths))).rstrip())
     lines.append("")
+    if any(c.get("grads") for c in results["cases"]):
+        lines.append("f+b: the gradients training needs (SPEC section 3): a first layer's without the input's "
+                     "gradient; its 'all grads' case computes every gradient")
     lines.append("times: medians, ms; 'vs native': time (or peak memory) / native's, so >1 means native is "
                  "faster (smaller); rel err: ||y - y_ref|| / ||y_ref|| of the forward vs the reference")
     return "\n".join(lines)
@@ -112,7 +150,7 @@ def markdown_table(results: dict) -> str:
     out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     footnotes: List[str] = []
     for case in results["cases"]:
-        name = case["name"] + ("" if case["dtype"] == "float32" else f" {case['dtype']}")
+        name = case_name(case)
         for r in case["results"]:
             text = note(r)
             if len(text) > 40:
@@ -143,7 +181,7 @@ def floor_summary_md(results: dict) -> str:
             r = by.get(impl)
             return "-" if r is None else f"{fmt_ratio(r.get('ratio_fwd'))} / {fmt_ratio(r.get('ratio_fwdbwd'))}"
 
-        name = case["name"] + ("" if case["dtype"] == "float32" else f" {case['dtype']}")
+        name = case_name(case)
         out.append("| " + " | ".join([
             name, str(case["N"]), fmt_time(nat["fwd_s"]), fmt_pct(nat.get("pct_floor_fwd")),
             fmt_time(nat["fwdbwd_s"]), fmt_pct(nat.get("pct_floor_fwdbwd")), ratios("reference"),

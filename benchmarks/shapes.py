@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List
+from typing import Dict, List, Tuple
+
+# How a case whose forward+backward differs from "every gradient" is labelled (SPEC section 3).
+GRADS_TRAINING_FIRST_LAYER = "no input grad (first layer, as trained)"
+GRADS_ALL = "all grads (input's too)"
 
 
 @dataclass(frozen=True)
@@ -19,6 +23,9 @@ class Shape:
     source: str
     cpu_N: int  # batch on a CPU: scaled down so each case runs in seconds (SPEC section 3)
     fixed_N: bool = False  # an acceptance case: its N is part of its definition, never scaled
+    # SPEC section 3: whether training needs the input's gradient. A first layer's input
+    # never requires grad, so its forward+backward computes the parameters' gradients only.
+    input_grad: bool = True
 
     @property
     def W(self) -> int:
@@ -41,6 +48,13 @@ class Shape:
         ho = self.out_size()
         return n * self.O * (self.C // self.groups) * self.k * self.k * ho * ho
 
+    def grad_variants(self) -> List[Tuple[bool, str]]:
+        """(input_grad, label) of each forward+backward this shape is run with (SPEC
+        section 3): the gradients training needs, then all of them where the two differ."""
+        if self.input_grad:
+            return [(True, "")]
+        return [(False, GRADS_TRAINING_FIRST_LAYER), (True, GRADS_ALL)]
+
     def dims(self) -> Dict[str, int]:
         return dict(C=self.C, O=self.O, H=self.H, W=self.W, k=self.k, pad=self.pad, groups=self.groups)
 
@@ -49,8 +63,10 @@ class Shape:
 # (the eager reference) still fits 20 repetitions in about a minute or two per case;
 # mid-64 is already too big at N=1 for that (see the budget in suite.py).
 SPEC_SHAPES: List[Shape] = [
-    Shape("lenet-mnist", 256, 1, 6, 28, 5, 2, 1, "the paper's MNIST layer", cpu_N=32),
-    Shape("resnet-stem", 128, 3, 16, 32, 3, 1, 1, "the authors' ResNet18 stem on CIFAR-10", cpu_N=16),
+    Shape("lenet-mnist", 256, 1, 6, 28, 5, 2, 1, "the paper's MNIST layer", cpu_N=32,
+          input_grad=False),
+    Shape("resnet-stem", 128, 3, 16, 32, 3, 1, 1, "the authors' ResNet18 stem on CIFAR-10",
+          cpu_N=16, input_grad=False),
     Shape("mid-64", 32, 64, 64, 56, 3, 1, 1, "a ResNet stage-1 conv replaced", cpu_N=1),
     Shape("depthwise-256", 32, 256, 256, 56, 3, 1, 256, "depthwise variant", cpu_N=2),
     Shape("depthwise-k7", 32, 128, 128, 28, 7, 3, 128, "large kernel, depthwise", cpu_N=2),

@@ -2,9 +2,12 @@
 
 Every implementation runs one after the other in this process on the same inputs,
 warmed up first; medians of --reps repetitions, forward alone (no autograd graph)
-and forward+backward; peak memory above the inputs (GPU: max_memory_allocated; CPU:
-peak RSS of a child process per implementation); the fused times as a percentage of
-the SPEC floor (GPU: floors.py; CPU: cpu_floor.py, measured in the same run).
+and forward+backward with the gradients training needs (SPEC section 3: a first
+layer's without the input's gradient, then again with all gradients, labelled); peak
+memory above the inputs (GPU: max_memory_allocated; CPU: peak RSS of a child process
+per implementation); the fused times as a percentage of the SPEC floor (GPU: floors.py;
+CPU: cpu_floor.py, measured in the same run). The table warns when the load average
+exceeded the cores the run used.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from . import report
 from .measure import Options, bench_impl, is_oom, short
 from .shapes import DEFAULT_SHAPES, QUICK_SHAPES, SHAPES
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+# Untracked (.gitignore): a run never overwrites the committed reference results in
+# benchmarks/results/ unless asked to with --out benchmarks/results.
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 QUICK_BACKENDS = [i for i in I.IMPLS if i != "compiled"]  # a cold torch.compile costs ~30 s per shape on 2 cores
 
 
@@ -57,7 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "fewer reps (never below --min-reps) or 'skipped' beyond it (default CPU 120, GPU 60, quick 10)")
     p.add_argument("--min-reps", type=int, help="default 5 (--quick 1)")
     p.add_argument("--batch", type=int, default=0, help="force this N for every shape (default: per shape and device)")
-    p.add_argument("--out", default=str(RESULTS_DIR), help="directory for the JSON, PNG and markdown")
+    p.add_argument("--out", default=str(RESULTS_DIR),
+                   help="directory for the JSON, PNG and markdown (default: results/, untracked; the committed "
+                   "reference results are benchmarks/results/)")
     p.add_argument("--tag", default="", help="appended to the output file names")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--mem-cap-mb", type=int, default=0,
@@ -193,6 +200,23 @@ def _finish_case(case: dict, outputs: dict, floor: Optional[dict]) -> None:
             r["pct_floor_fwdbwd"] = 100 * floor["fwdbwd_s"] / r["fwdbwd_s"]
 
 
+def _gpu_floor(shape, n: int, dtype: torch.dtype, gpu: dict, input_grad: bool) -> Optional[dict]:
+    """floors.py's floor of the case, with the rates it used; None where it has none.
+    Without the input's gradient, only where floors.case_floor can leave dX out."""
+    import inspect
+
+    from . import floors
+
+    extra = {}
+    if not input_grad:
+        if "input_grad" not in inspect.signature(floors.case_floor).parameters:
+            return None  # its backward floor counts dX: a % of it would flatter the kernel
+        extra["input_grad"] = False
+    rates = floors.peak_rates(gpu, dtype)
+    floor = floors.case_floor(shape, n, dtype, rates, gpu["bandwidth_Bps"], **extra)
+    return floor and {**floor, "rates": rates}
+
+
 def run(argv=None) -> Tuple[dict, dict]:
     """Run the suite; returns (results, {kind: path written})."""
     args = parse_args(argv)
@@ -225,6 +249,7 @@ def run(argv=None) -> Tuple[dict, dict]:
             "batch_override": args.batch or None, "memory": not args.no_memory, "mem_cap_mb": args.mem_cap_mb,
             "timer": "CUDA events" if args.device == "cuda" else "time.perf_counter",
             "forward": "under torch.no_grad()",
+            "forward+backward": "the gradients SPEC section 3 says training needs; first layers also with all",
             "statistic": "median",
         },
         "cases": [],
@@ -234,39 +259,38 @@ def run(argv=None) -> Tuple[dict, dict]:
     stem = f"{args.device}-{_slug(dev['name'])}_{started:%Y%m%d-%H%M%S}" + ("_quick" if args.quick else "") + \
         (f"_{_slug(args.tag)}" if args.tag else "")
     paths = {"json": str(out_dir / f"{stem}.json"), "md": str(out_dir / f"{stem}.md")}
-    tasks = len(args.dtypes) * len(args.shapes) * len(args.backends)
+    cases = [(name, input_grad, grads) for name in args.shapes for input_grad, grads in SHAPES[name].grad_variants()]
+    tasks = len(args.dtypes) * len(cases) * len(args.backends)
     bar = tqdm(total=tasks, desc="benchmarks", unit="run", file=sys.stderr, disable=args.no_progress,
                dynamic_ncols=True)
     t_start = time.perf_counter()
     for dtype_name in args.dtypes:
         dtype = I.DTYPES[dtype_name]
-        for shape_name in args.shapes:
+        for shape_name, input_grad, grads in cases:
             shape = SHAPES[shape_name]
             n = shape.batch(args.device, args.quick, args.batch)
             case = {"name": shape.name, "source": shape.source, "shape": shape.dims(), "N": n, "N_spec": shape.N,
                     "dtype": dtype_name, "Ho": shape.out_size(), "Wo": shape.out_size(),
+                    "input_grad": input_grad, "grads": grads,
                     "tanh_evals_fwd": shape.tanh_evals(n), "results": [],
                     # a shared machine's load during the case, to judge its noise by
                     "loadavg_1min_start": _load1()}
             floor = None
             if gpu_floor:
-                from . import floors
-
-                rates = floors.peak_rates(gpu_floor, dtype)
-                floor = floors.case_floor(shape, n, dtype, rates, gpu_floor["bandwidth_Bps"])
-                case["floor"] = floor and {**floor, "rates": rates}
+                floor = _gpu_floor(shape, n, dtype, gpu_floor, input_grad)
+                case["floor"] = floor
             elif cpu_rate:
                 from . import cpu_floor
 
                 case["sgemm_1thread_flops"] = cpu_rate.sample()
-                floor = case["floor"] = cpu_floor.case_floor(shape, n, cpu_rate.rate())
+                floor = case["floor"] = cpu_floor.case_floor(shape, n, cpu_rate.rate(), input_grad)
             outputs = {}
             try:
-                inp = I.make_inputs(shape, n, dtype, args.device)
+                inp = I.make_inputs(shape, n, dtype, args.device, input_grad=input_grad)
             except Exception as exc:  # noqa: BLE001 - every implementation of the case records it
                 inp, why = None, ("oom" if is_oom(exc) else "error", short(exc))
             for impl in args.backends:
-                bar.set_description(f"{shape.name} {dtype_name} {impl}")
+                bar.set_description(f"{shape.name} {dtype_name}{' ' + grads if grads else ''} {impl}")
                 if inp is None:
                     r = {"impl": impl, "label": I.LABELS[impl], "status": why[0],
                          "reason": f"creating the inputs failed: {why[1]}"}
@@ -295,14 +319,18 @@ def run(argv=None) -> Tuple[dict, dict]:
 
     results["complete"] = True
     write_json(paths["json"], results)
+    warning = report.load_warning(results)
     with open(paths["md"], "w") as f:
-        f.write(header_md(results) + "\n\n" + report.floor_summary_md(results) + report.markdown_table(results) + "\n")
+        f.write(header_md(results) + "\n\n" + (f"**{warning}**\n\n" if warning else "")
+                + report.floor_summary_md(results) + report.markdown_table(results) + "\n")
     if not args.no_plot:
         from .plot import plot
 
         paths["png"] = str(out_dir / f"{stem}.png")
         plot(results, paths["png"])
     print(report.text_table(results))
+    if warning:
+        print("\n" + warning)
     print(f"\n{len(results['cases'])} cases in {results['wall_s']:.0f} s; wrote " + ", ".join(paths.values()))
     return results, paths
 

@@ -27,7 +27,8 @@ Run from the repository root: ``python -m examples.fashion_mnist`` (the full run
 ``--quick`` (a subset, one seed, a few minutes). The data: see examples/idx_data.py
 (``--data-dir``, the Debian package dataset-fashion-mnist, or torchvision's download).
 Writes ``fashion_mnist.json`` (after every finished run, so a long run can be watched
-and resumed with ``--resume``) and ``fashion_mnist.png`` under ``--out``.
+and resumed with ``--resume``) and ``fashion_mnist.png`` under ``--out`` (default: the
+untracked results/; the committed results change only with ``--out examples/results``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ from adaptive_conv_ext import AdaptiveConv2d
 
 from . import idx_data
 from .paper_claims import (
-    count_params, environment, epochs_to_target, resolve_device, save_figure, set_determinism, summarize, train,
+    DEFAULT_OUT, count_params, environment, epochs_to_target, resolve_device, save_figure, set_determinism,
+    summarize, train,
 )
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 SEEDS = (0, 1, 2)
 LENET5_PARAMS = 61_706
 
@@ -412,7 +413,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="fashion-mnist", choices=sorted(idx_data.DATASETS))
     p.add_argument("--data-dir", default=None, help="folder with the four IDX files (plain or .gz); see examples/idx_data.py")
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default examples/results/)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="output folder (default: results/, untracked; the committed results are examples/results/)")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS, metavar="MODEL",
                    help=f"models to train (default all: {' '.join(MODELS)})")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help=f"seeds (default {list(SEEDS)}; [0] with --quick)")

@@ -36,7 +36,8 @@ solves XOR-like patterns that a linear convolution cannot. Two experiments:
 
 Run from the repository root: ``python -m examples.paper_claims`` (add ``--quick`` for a
 smoke run, ``--device cuda`` or ``--device auto`` for a GPU). Writes
-``paper_claims.json`` and ``paper_claims.png`` under ``--out`` (examples/results/).
+``paper_claims.json`` and ``paper_claims.png`` under ``--out`` (default: the untracked
+results/; the committed results in examples/results/ change only with ``--out examples/results``).
 """
 
 from __future__ import annotations
@@ -66,7 +67,9 @@ XOR_IMAGE = 8
 XOR_DATA_SEED = 1234
 XOR_TARGET = 0.99
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+# Untracked (.gitignore): a run never overwrites the committed examples/results/ unless
+# --out names it. The examples' one default.
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "results"
 
 
 # --------------------------------------------------------------------------- setup
@@ -560,7 +563,8 @@ def print_summary(results: Dict) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default examples/results/)")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="output folder (default: results/, untracked; the committed results are examples/results/)")
     p.add_argument("--epochs", type=int, default=None, help="digits epochs (default 40; 5 with --quick)")
     p.add_argument("--xor-epochs", type=int, default=None, help="XOR epochs (default 20; 5 with --quick)")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate, every model (default 1e-2)")

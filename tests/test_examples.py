@@ -119,3 +119,17 @@ def test_quick_run_writes_json_and_plot(tmp_path):
         m = results["digits"]["models"][name]
         assert len(m["runs"][0]["test_acc"]) == 2 and m["params"] > 0 and "epochs_to_target" in m
     assert set(results["xor"]["models"]) == {"adaptive", "linear", "conv_relu"}
+
+
+def test_results_go_to_an_untracked_directory_by_default():
+    """The examples never overwrite the committed examples/results/ unless --out names it."""
+    import subprocess
+    from pathlib import Path
+
+    import examples.fashion_mnist as fm
+
+    root = Path(pc.__file__).resolve().parent.parent
+    assert pc.DEFAULT_OUT == fm.DEFAULT_OUT == root / "results"
+    if (root / ".git").exists():
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(pc.DEFAULT_OUT / "paper_claims.json")], cwd=root)
+        assert ignored.returncode == 0, "results/ must be ignored by git"

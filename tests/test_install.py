@@ -1,0 +1,46 @@
+"""scripts/install.sh and scripts/python: which environment they use (the full install is
+run by CI on a fresh clone; here only what takes no minutes)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="bash scripts")
+
+
+def _python_wrapper(env_overrides, *args):
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env.update(env_overrides)
+    return subprocess.run(["bash", str(ROOT / "scripts" / "python"), *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_scripts_python_runs_the_active_virtual_environment(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    proc = _python_wrapper({"VIRTUAL_ENV": str(venv)}, "-c", "print('from the venv')")
+    assert proc.returncode == 0 and proc.stdout.strip() == "from the venv", proc.stderr
+
+
+def test_scripts_python_without_an_environment_says_what_to_run(tmp_path):
+    proc = _python_wrapper({"VIRTUAL_ENV": str(tmp_path / "none")}, "-c", "print(1)")
+    assert proc.returncode == 1
+    assert "bash scripts/install.sh" in proc.stderr and str(tmp_path / "none") in proc.stderr
+
+
+def test_install_script_parses_and_never_uses_the_system_interpreter():
+    script = ROOT / "scripts" / "install.sh"
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    # every pip call goes through the environment's interpreter, never a bare python3/pip
+    assert "PY=$venv/bin/python" in text
+    for line in text.splitlines():
+        code = line.split("#", 1)[0]
+        assert "pip install" not in code or '"$PY" -m pip' in code or "PIP[@]" in code or "$PY -m pip" in code, line
+    assert "sys.prefix == sys.base_prefix" in text  # refuses an interpreter outside a venv
+    assert "https://download.pytorch.org/whl/cpu" in text and "+cpu" in text
