@@ -201,19 +201,12 @@ def _finish_case(case: dict, outputs: dict, floor: Optional[dict]) -> None:
 
 
 def _gpu_floor(shape, n: int, dtype: torch.dtype, gpu: dict, input_grad: bool) -> Optional[dict]:
-    """floors.py's floor of the case, with the rates it used; None where it has none.
-    Without the input's gradient, only where floors.case_floor can leave dX out."""
-    import inspect
-
+    """floors.py's floor of the case (without dX when the input needs no gradient), with
+    the rates it used; None where it has none."""
     from . import floors
 
-    extra = {}
-    if not input_grad:
-        if "input_grad" not in inspect.signature(floors.case_floor).parameters:
-            return None  # its backward floor counts dX: a % of it would flatter the kernel
-        extra["input_grad"] = False
     rates = floors.peak_rates(gpu, dtype)
-    floor = floors.case_floor(shape, n, dtype, rates, gpu["bandwidth_Bps"], **extra)
+    floor = floors.case_floor(shape, n, dtype, rates, gpu["bandwidth_Bps"], input_grad=input_grad)
     return floor and {**floor, "rates": rates}
 
 
