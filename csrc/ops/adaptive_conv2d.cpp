@@ -4,6 +4,7 @@
 #include "adaptive_conv2d.h"
 
 #include <sstream>
+#include <stdexcept>
 
 namespace adaptive_conv_ext {
 
@@ -17,10 +18,15 @@ std::string sizes_str(IntList sizes) {
 
 namespace {
 
-// ValueError-like conditions: torch re-raises what a stable-ABI kernel throws as a
-// RuntimeError whatever its C++ type, so the message says "ValueError" for callers
-// that match on text (the Python layer raises the real ValueError first).
-#define ADAPTIVE_CONV_CHECK_VALUE(cond, ...) STD_TORCH_CHECK(cond, "ValueError: ", __VA_ARGS__)
+// Bad values (as opposed to bad shapes or types): std::invalid_argument, which torch's
+// Python bindings raise as ValueError, like the Python layer's own checks.
+#define ADAPTIVE_CONV_CHECK_VALUE(cond, ...)                                             \
+  do {                                                                                   \
+    if (!(cond)) {                                                                       \
+      throw std::invalid_argument(                                                       \
+          torch::headeronly::detail::stdTorchCheckMsgImpl(#cond, __VA_ARGS__));          \
+    }                                                                                    \
+  } while (0)
 
 void check_pair(IntList v, const char* name, int64_t min_value) {
   STD_TORCH_CHECK(v.size() == 2, "adaptive_conv2d: ", name, " must have 2 elements, got ", v.size());
