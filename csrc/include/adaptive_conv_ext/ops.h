@@ -14,6 +14,7 @@
 #include <torch/csrc/stable/macros.h>
 #include <torch/csrc/stable/stableivalue_conversions.h>
 #include <torch/csrc/stable/tensor.h>
+#include <torch/headeronly/util/HeaderOnlyArrayRef.h>
 
 #include <array>
 #include <cstdint>
@@ -62,7 +63,10 @@ adaptive_conv2d_backward(const torch::stable::Tensor& grad_output, const torch::
   std::array<StableIValue, 10> stack{
       from(grad_output), from(input), from(weight), from(kernel_bias),
       from(detail::pair(stride)), from(detail::pair(padding)), from(detail::pair(dilation)),
-      from(groups), from(std::vector<bool>{output_mask[0], output_mask[1]}), from(deterministic)};
+      from(groups),
+      // a bool list: HeaderOnlyArrayRef (std::vector<bool> has no contiguous bools)
+      from(torch::headeronly::HeaderOnlyArrayRef<bool>(output_mask.data(), output_mask.size())),
+      from(deterministic)};
   detail::call_op("adaptive_conv_ext::adaptive_conv2d_backward", stack);
   return {to<torch::stable::Tensor>(stack[0]), to<torch::stable::Tensor>(stack[1]),
           to<torch::stable::Tensor>(stack[2])};
