@@ -79,6 +79,7 @@ def test_a_cuda_library_that_fails_to_load_is_reported(monkeypatch):
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     monkeypatch.setitem(sys.modules, "adaptive_conv_ext._C_cuda", None)  # import raises ImportError
+    monkeypatch.delattr(adaptive_conv_ext, "_C_cuda", raising=False)  # already loaded under a CUDA torch
     monkeypatch.setattr(_native, "CUDA_LOAD_FAILED", False)
     reason = _native._load_cuda_kernels()
     assert _native.CUDA_LOAD_FAILED
