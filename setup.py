@@ -1,6 +1,13 @@
-"""Builds adaptive_conv_ext._C: the CPU kernels always, the CUDA kernels when the
-installed torch has CUDA and nvcc is found. Install with `pip install .`
-(on a machine without network: `pip install --no-build-isolation .`)."""
+"""Builds the adaptive_conv_ext operator libraries on the LibTorch stable ABI (one
+binary per platform and Python >= 3.10 for every torch >= 2.10, see README
+"Supported versions"):
+
+  adaptive_conv_ext/_C.abi3.so       the schemas and the CPU kernels; needs no CUDA
+  adaptive_conv_ext/_C_cuda.abi3.so  the CUDA kernels (when the installed torch has
+                                     CUDA and nvcc is found); loaded by _native.py only
+                                     when the running torch has CUDA
+
+Install with `pip install .` (on a machine without network: `pip install --no-build-isolation .`)."""
 
 import concurrent.futures
 import copy
@@ -17,6 +24,13 @@ from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, C
 ROOT = os.path.dirname(os.path.abspath(__file__))
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 
+# The oldest torch the binaries must load into: the stable-ABI headers then hide
+# every API newer than 2.10 (torch/csrc/stable/version.h).
+TORCH_TARGET_VERSION = "0x020A000000000000"  # 2.10
+# The Python limited API compiled against, and the wheel tag that says so.
+PY_LIMITED_API = "0x030A0000"  # 3.10
+WHEEL_PY_TAG = "cp310"
+
 # Per-instruction-set copies of the CPU kernels (chosen at run time); each file
 # gets the flags for its instruction set, and only that file.
 ISA_FLAGS = {
@@ -25,12 +39,13 @@ ISA_FLAGS = {
 }
 
 
+
 def rel(pattern):
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
 
 
 def cuda_build_reason():
-    """None if the CUDA sources should be built, else why not."""
+    """None if the CUDA library should be built, else why not."""
     if os.environ.get("ADAPTIVE_CONV_EXT_CPU_ONLY") == "1":
         return "ADAPTIVE_CONV_EXT_CPU_ONLY=1"
     if torch.version.cuda is None:
@@ -42,53 +57,83 @@ def cuda_build_reason():
     return None
 
 
+def cpu_kernels_use_aten():
+    """Whether the CPU kernel implementation still includes ATen (at::parallel_for,
+    at::vec), which refuses TORCH_TARGET_VERSION: then its files are compiled without
+    it, and the CPU library needs libc10 and OpenMP besides the stable shim."""
+    with open(os.path.join(ROOT, "csrc/ops/cpu/adaptive_conv2d_cpu_kernel_impl.h")) as f:
+        return "#include <ATen/" in f.read()
+
+
+CPU_KERNELS_USE_ATEN = cpu_kernels_use_aten()
+CPU_KERNEL_FILES = ("_cpu_default.cpp", "_cpu_avx2.cpp", "_cpu_avx512.cpp")
+
+
+def file_flags(src):
+    """The flags of one source file: its instruction set's, and TORCH_TARGET_VERSION
+    (every file but the ATen-based CPU kernels)."""
+    flags = next((f for suffix, f in ISA_FLAGS.items() if src.endswith(suffix)), [])
+    if not (CPU_KERNELS_USE_ATEN and src.endswith(CPU_KERNEL_FILES)):
+        flags = flags + [f"-DTORCH_TARGET_VERSION={TORCH_TARGET_VERSION}"]
+    if src.endswith(".cu"):  # nvcc passes host flags on with -Xcompiler
+        flags = [f for f in flags if f.startswith("-D")]
+    return flags
+
+
 def extensions():
-    sources = ["csrc/python_module.cpp", "csrc/ops/adaptive_conv2d.cpp"]
-    sources += ["csrc/ops/cpu/adaptive_conv2d_cpu.cpp", "csrc/ops/cpu/adaptive_conv2d_cpu_default.cpp"]
-    macros = []
+    common = ["csrc/ops/adaptive_conv2d.cpp"]  # argument checks: both libraries
+    cpu_sources = ["csrc/python_module.cpp", "csrc/ops/schemas.cpp", *common,
+                   "csrc/ops/cpu/adaptive_conv2d_cpu.cpp", "csrc/ops/cpu/adaptive_conv2d_cpu_default.cpp"]
+    macros = [("Py_LIMITED_API", PY_LIMITED_API)]
     if X86:
-        sources += [f"csrc/ops/cpu/adaptive_conv2d_cpu{suffix}" for suffix in ISA_FLAGS]
+        cpu_sources += [f"csrc/ops/cpu/adaptive_conv2d_cpu{suffix}" for suffix in ISA_FLAGS]
         macros.append(("ADAPTIVE_CONV_X86_KERNELS", None))
     cxx = ["-O3"]
     link = []
-    if sys.platform.startswith("linux"):
-        # at::parallel_for is a header template: without -fopenmp its `omp parallel` is
-        # compiled out and every CPU kernel runs on one thread. The libgomp.so.1 this
-        # links is the one libtorch_cpu has already loaded (same soname): one runtime.
-        cxx.append("-fopenmp")
-        link.append("-fopenmp")
+    # The stable C shim (aoti_torch_*, torch_*) lives in libtorch_cpu: nothing else of
+    # libtorch is linked (torch.utils.cpp_extension would add libc10, libtorch, and
+    # for CUDA libc10_cuda and libtorch_cuda).
+    cpu_libraries = ["torch_cpu"]
+    if CPU_KERNELS_USE_ATEN:
+        cpu_libraries.append("c10")
+        if sys.platform.startswith("linux"):
+            # at::parallel_for is a header template: without -fopenmp its `omp parallel` is
+            # compiled out and every CPU kernel runs on one thread.
+            cxx.append("-fopenmp")
+            link.append("-fopenmp")
+    cpu = CppExtension(
+        "adaptive_conv_ext._C",
+        cpu_sources,
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        define_macros=macros,
+        extra_compile_args={"cxx": cxx},
+        extra_link_args=link,
+        py_limited_api=True,
+    )
+    cpu.libraries = cpu_libraries
     reason = cuda_build_reason()
-    if reason is None:
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
-        print(f"adaptive_conv_ext: building CPU and CUDA kernels (arch {os.environ['TORCH_CUDA_ARCH_LIST']})")
-        sources += rel("csrc/ops/cuda/*.cu") + rel("csrc/ops/cuda/*.cpp")
-        return [
-            CUDAExtension(
-                "adaptive_conv_ext._C",
-                sources,
-                include_dirs=[os.path.join(ROOT, "csrc")],
-                define_macros=macros + [("ADAPTIVE_CONV_WITH_CUDA", None)],
-                extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-std=c++17", "-lineinfo"]},
-                extra_link_args=link,
-                py_limited_api=True,
-            )
-        ]
-    print(f"adaptive_conv_ext: building the CPU kernels only ({reason})")
-    return [
-        CppExtension(
-            "adaptive_conv_ext._C",
-            sources,
-            include_dirs=[os.path.join(ROOT, "csrc")],
-            define_macros=macros,
-            extra_compile_args={"cxx": cxx},
-            extra_link_args=link,
-            py_limited_api=True,
-        )
-    ]
+    if reason is not None:
+        print(f"adaptive_conv_ext: building the CPU library only ({reason})")
+        return [cpu]
+    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0")
+    print(f"adaptive_conv_ext: building the CPU and CUDA libraries (arch {os.environ['TORCH_CUDA_ARCH_LIST']})")
+    gpu = CUDAExtension(
+        "adaptive_conv_ext._C_cuda",
+        ["csrc/ops/cuda/python_module_cuda.cpp", *common]
+        + rel("csrc/ops/cuda/*.cu") + rel("csrc/ops/cuda/adaptive_conv2d_cuda.cpp"),
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        define_macros=[("Py_LIMITED_API", PY_LIMITED_API)],
+        extra_compile_args={"cxx": ["-O3"], "nvcc": ["-O3", "-std=c++17", "-lineinfo"]},
+        py_limited_api=True,
+    )
+    # cudart linked statically: the library needs no particular libcudart.so.N, only a
+    # driver new enough for the toolkit that built it. dl: the current-stream lookup.
+    gpu.libraries = ["torch_cpu", "cudart_static", "rt", "pthread", "dl"]
+    return [cpu, gpu]
 
 
 class BuildWithIsaFlags(BuildExtension):
-    """BuildExtension that adds ISA_FLAGS to the one file each belongs to, and
+    """BuildExtension that adds file_flags(src) to each file, and
     compiles the files concurrently (MAX_JOBS at a time, default: all cores).
 
     setuptools compiles every source with the same flags, so the per-file flags
@@ -103,7 +148,7 @@ class BuildWithIsaFlags(BuildExtension):
         pending = []  # (source, compile thunk) recorded by the hook below
 
         def record_compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
-            flags = next((f for suffix, f in ISA_FLAGS.items() if src.endswith(suffix)), [])
+            flags = file_flags(src)
             snapshot = copy.copy(compiler)  # compiler_so as torch set it for this file
             args = (obj, src, ext, list(cc_args), list(extra_postargs) + flags, pp_opts)
             pending.append((src, lambda: compile_unbound(snapshot, *args)))
@@ -142,6 +187,7 @@ setup(
     packages=find_packages(include=["adaptive_conv_ext", "adaptive_conv_ext.*"]),
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildWithIsaFlags.with_options(use_ninja=False)},
-    python_requires=">=3.9",
-    options={"bdist_wheel": {"py_limited_api": "cp39"}},
+    package_data={"adaptive_conv_ext": ["py.typed"]},
+    python_requires=">=3.10",
+    options={"bdist_wheel": {"py_limited_api": WHEEL_PY_TAG}},
 )

@@ -25,9 +25,17 @@ class FusedOps(NamedTuple):
     backward: Callable
 
 
+def _native_backward(grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, output_mask):
+    # The compiled op cannot read torch's deterministic flag (not in the stable ABI):
+    # every caller hands it over here.
+    return torch.ops.adaptive_conv_ext.adaptive_conv2d_backward.default(
+        grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, output_mask,
+        torch.are_deterministic_algorithms_enabled(),
+    )
+
+
 def _native_ops() -> FusedOps:
-    ops = torch.ops.adaptive_conv_ext
-    return FusedOps(ops.adaptive_conv2d_forward.default, ops.adaptive_conv2d_backward.default)
+    return FusedOps(torch.ops.adaptive_conv_ext.adaptive_conv2d_forward.default, _native_backward)
 
 
 def _triton_ops() -> FusedOps:
@@ -103,11 +111,9 @@ def native_unavailable_reason(device: torch.device) -> Optional[str]:
     if device.type not in ("cpu", "cuda"):
         return f"there are no native kernels for device type '{device.type}'"
     if not _native.has_kernel(device.type):
-        return (
-            f"this build has no native {device.type.upper()} kernels (it was built without CUDA); "
-            "rebuild with a CUDA-enabled torch and nvcc on PATH: "
-            "`pip install --no-build-isolation .`"
-        )
+        if device.type == "cuda" and _native.CUDA_UNAVAILABLE is not None:
+            return _native.CUDA_UNAVAILABLE
+        return f"this build has no native {device.type.upper()} kernels"
     return None
 
 
@@ -200,8 +206,12 @@ def available_backends(device="cpu") -> dict:
     on a machine without a GPU every backend reports "no CUDA device" for "cuda"."""
     device = torch.device(device)
     missing = device_unavailable_reason(device)
+    native = missing or native_unavailable_reason(device)
+    if missing and device.type == "cuda" and _native.CUDA_LOAD_FAILED:
+        # a broken install, reported even without a GPU
+        native = f"{missing}; also {_native.CUDA_UNAVAILABLE}"
     return {
-        "native": missing or native_unavailable_reason(device),
+        "native": native,
         "triton": missing or triton_unavailable_reason(device),
         "reference": missing,
     }

@@ -1,7 +1,8 @@
 """Checks a build of adaptive_conv_ext: every operator has CPU and Meta kernels, and
 CUDA kernels too when the build was meant to have them (--expect-cuda); importing
 works on this machine; on a machine with no GPU, available_backends('cuda') gives
-a reason containing "no CUDA device" for native and triton, instead of usable.
+a reason containing "no CUDA device" for native and triton, instead of usable (with
+a CPU-only torch: a reason naming CUDA).
 
 Used by .ci/cuda_build.sh (CUDA torch, no GPU) and scripts/gpu_session.sh (GPU).
 Run it from outside the checkout so that the package under test is the one imported.
@@ -41,7 +42,12 @@ def main(argv=None) -> int:
     reasons = adaptive_conv_ext.available_backends("cuda")
     for backend in ("native", "triton"):
         print(f"available_backends('cuda')[{backend!r}]: {reasons[backend]!r}")
-    if not torch.cuda.is_available():
+    if torch.version.cuda is None:  # a CPU-only torch: the reason must say CUDA is missing
+        for backend in ("native", "triton"):
+            if "CUDA" not in str(reasons[backend]):
+                errors.append(f"with a CPU-only torch, available_backends('cuda')[{backend!r}] should say "
+                              f"why CUDA is unusable, got {reasons[backend]!r}")
+    elif not torch.cuda.is_available():
         for backend in ("native", "triton"):
             if "no CUDA device" not in str(reasons[backend]):
                 errors.append(f"with no GPU, available_backends('cuda')[{backend!r}] should say "

@@ -1,10 +1,13 @@
-// C++ users reach the operators through the dispatcher, with no Python. This test
-// links the adaptive_conv_ext shared library (whose static initialisers register
-// the schemas and CPU kernels), calls adaptive_conv2d_forward / _backward by
-// schema name, and checks them against SPEC section 1 written as plain loops, in
-// double. Exit status 0 on success (run by ctest).
+// C++ users reach the operators with no Python, through the typed functions of
+// <adaptive_conv_ext/ops.h> (stable ABI). This test is a libtorch program: it links
+// the adaptive_conv_ext shared library (whose static initialisers register the
+// schemas and CPU kernels), computes SPEC section 1 as plain loops on at::Tensors in
+// double, and calls the operators with the same tensors handed over as
+// torch::stable::Tensors. Exit status 0 on success (run by ctest).
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <adaptive_conv_ext/ops.h>
+#include <torch/csrc/inductor/aoti_torch/utils.h>
 
 #include <array>
 #include <cmath>
@@ -23,12 +26,17 @@ void check(bool ok, const std::string& what) {
   if (!ok) ++failures;
 }
 
-using ForwardFn = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                             const std::optional<at::Tensor>&, at::IntArrayRef, at::IntArrayRef,
-                             at::IntArrayRef, int64_t);
-using BackwardFn = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-    at::IntArrayRef, at::IntArrayRef, at::IntArrayRef, int64_t, std::array<bool, 2>);
+// at::Tensor <-> torch::stable::Tensor (the same TensorImpl, no copy).
+torch::stable::Tensor stable(const at::Tensor& t) {
+  return torch::stable::Tensor(torch::aot_inductor::new_tensor_handle(at::Tensor(t)));
+}
+at::Tensor aten(const torch::stable::Tensor& t) {
+  return *torch::aot_inductor::tensor_handle_to_tensor_pointer(t.get());
+}
+
+struct Gradients {
+  at::Tensor gx, gw, gkb;
+};
 
 struct Geometry {
   std::array<int64_t, 2> stride, padding, dilation;
@@ -115,7 +123,7 @@ template <typename F>
 bool throws(F&& f) {
   try {
     f();
-  } catch (const c10::Error&) {
+  } catch (const std::exception&) {
     return true;
   }
   return false;
@@ -130,8 +138,18 @@ int main() {
   auto backward_handle = dispatcher.findSchemaOrThrow("adaptive_conv_ext::adaptive_conv2d_backward", "");
   check(forward_handle.hasKernelForDispatchKey(c10::DispatchKey::CPU), "forward has a CPU kernel");
   check(backward_handle.hasKernelForDispatchKey(c10::DispatchKey::CPU), "backward has a CPU kernel");
-  auto forward = forward_handle.typed<ForwardFn>();
-  auto backward = backward_handle.typed<BackwardFn>();
+  namespace ops = adaptive_conv_ext;
+  auto forward = [](const at::Tensor& x, const at::Tensor& w, const at::Tensor& kb, const at::Tensor& b,
+                    const Geometry& g) {
+    return aten(ops::adaptive_conv2d_forward(stable(x), stable(w), stable(kb), stable(b), g.stride,
+                                             g.padding, g.dilation, g.groups));
+  };
+  auto backward = [](const at::Tensor& gy, const at::Tensor& x, const at::Tensor& w, const at::Tensor& kb,
+                     const Geometry& g, std::array<bool, 2> mask) {
+    const auto [gx, gw, gkb] = ops::adaptive_conv2d_backward(stable(gy), stable(x), stable(w), stable(kb),
+                                                            g.stride, g.padding, g.dilation, g.groups, mask);
+    return Gradients{aten(gx), aten(gw), aten(gkb)};
+  };
 
   // Small, but every geometry knob is off its default and the kernel is not square.
   at::manual_seed(0);
@@ -144,35 +162,29 @@ int main() {
   const at::Tensor gy = at::randn({2, 6, 4, 6}, f64);  // (N, O, Ho, Wo)
   const Reference want = reference(x, w, kb, b, gy, g);
 
-  const at::Tensor y = forward.call(x, w, kb, b, g.stride, g.padding, g.dilation, g.groups);
+  const at::Tensor y = forward(x, w, kb, b, g);
   check(y.sizes() == want.y.sizes(), "forward output shape");
   check(rel_err(y, want.y) < 1e-12, "forward float64 matches SPEC loops");
-  const at::Tensor y32 = forward.call(x.to(at::kFloat), w.to(at::kFloat), kb.to(at::kFloat),
-                                      b.to(at::kFloat), g.stride, g.padding, g.dilation, g.groups);
+  const at::Tensor y32 = forward(x.to(at::kFloat), w.to(at::kFloat), kb.to(at::kFloat), b.to(at::kFloat), g);
   check(y32.scalar_type() == at::kFloat && rel_err(y32, want.y) < 1e-6, "forward float32 matches SPEC loops");
 
-  const auto [gx, gw, gkb] =
-      backward.call(gy, x, w, kb, g.stride, g.padding, g.dilation, g.groups, {true, true});
+  const auto [gx, gw, gkb] = backward(gy, x, w, kb, g, {true, true});
   check(rel_err(gx, want.gx) < 1e-12, "backward grad_input matches SPEC loops");
   check(rel_err(gw, want.gw) < 1e-12, "backward grad_weight matches SPEC loops");
   check(rel_err(gkb, want.gkb) < 1e-12, "backward grad_kernel_bias matches SPEC loops");
-  const auto [gx_only, gw_none, gkb_none] =
-      backward.call(gy, x, w, kb, g.stride, g.padding, g.dilation, g.groups, {true, false});
+  const auto [gx_only, gw_none, gkb_none] = backward(gy, x, w, kb, g, {true, false});
   check(rel_err(gx_only, want.gx) < 1e-12 && gw_none.numel() == 0 && gkb_none.numel() == 0,
         "output_mask skips the weight gradients");
 
-  // Bad arguments are c10::Errors, not crashes.
-  check(throws([&] { forward.call(x, w.select(5, 0), kb, b, g.stride, g.padding, g.dilation, g.groups); }),
-        "5-D weight throws");
-  check(throws([&] { forward.call(x, w, kb, b, g.stride, g.padding, g.dilation, 3); }),
-        "groups not dividing the channels throws");
-  check(throws([&] { forward.call(x, w.to(at::kFloat), kb, b, g.stride, g.padding, g.dilation, g.groups); }),
-        "mismatched dtypes throw");
-  check(throws([&] { forward.call(x, w, kb, b, {0, 1}, g.padding, g.dilation, g.groups); }),
-        "zero stride throws");
-  check(throws([&] {
-          backward.call(gy.narrow(3, 0, 3), x, w, kb, g.stride, g.padding, g.dilation, g.groups, {true, true});
-        }),
+  // Bad arguments are exceptions, not crashes.
+  Geometry bad_groups = g, zero_stride = g;
+  bad_groups.groups = 3;
+  zero_stride.stride = {0, 1};
+  check(throws([&] { forward(x, w.select(5, 0), kb, b, g); }), "5-D weight throws");
+  check(throws([&] { forward(x, w, kb, b, bad_groups); }), "groups not dividing the channels throws");
+  check(throws([&] { forward(x, w.to(at::kFloat), kb, b, g); }), "mismatched dtypes throw");
+  check(throws([&] { forward(x, w, kb, b, zero_stride); }), "zero stride throws");
+  check(throws([&] { backward(gy.narrow(3, 0, 3), x, w, kb, g, {true, true}); }),
         "wrongly shaped grad_output throws");
 
   std::printf("%s\n", failures == 0 ? "all passed" : "FAILED");
