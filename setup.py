@@ -14,7 +14,6 @@ import copy
 import glob
 import os
 import platform
-import sys
 
 import torch
 from setuptools import find_packages, setup
@@ -57,24 +56,10 @@ def cuda_build_reason():
     return None
 
 
-def cpu_kernels_use_aten():
-    """Whether the CPU kernel implementation still includes ATen (at::parallel_for,
-    at::vec), which refuses TORCH_TARGET_VERSION: then its files are compiled without
-    it, and the CPU library needs libc10 and OpenMP besides the stable shim."""
-    with open(os.path.join(ROOT, "csrc/ops/cpu/adaptive_conv2d_cpu_kernel_impl.h")) as f:
-        return "#include <ATen/" in f.read()
-
-
-CPU_KERNELS_USE_ATEN = cpu_kernels_use_aten()
-CPU_KERNEL_FILES = ("_cpu_default.cpp", "_cpu_avx2.cpp", "_cpu_avx512.cpp")
-
-
 def file_flags(src):
-    """The flags of one source file: its instruction set's, and TORCH_TARGET_VERSION
-    (every file but the ATen-based CPU kernels)."""
+    """The flags of one source file: its instruction set's, and TORCH_TARGET_VERSION."""
     flags = next((f for suffix, f in ISA_FLAGS.items() if src.endswith(suffix)), [])
-    if not (CPU_KERNELS_USE_ATEN and src.endswith(CPU_KERNEL_FILES)):
-        flags = flags + [f"-DTORCH_TARGET_VERSION={TORCH_TARGET_VERSION}"]
+    flags = flags + [f"-DTORCH_TARGET_VERSION={TORCH_TARGET_VERSION}"]
     if src.endswith(".cu"):  # nvcc passes host flags on with -Xcompiler
         flags = [f for f in flags if f.startswith("-D")]
     return flags
@@ -88,29 +73,19 @@ def extensions():
     if X86:
         cpu_sources += [f"csrc/ops/cpu/adaptive_conv2d_cpu{suffix}" for suffix in ISA_FLAGS]
         macros.append(("ADAPTIVE_CONV_X86_KERNELS", None))
-    cxx = ["-O3"]
-    link = []
-    # The stable C shim (aoti_torch_*, torch_*) lives in libtorch_cpu: nothing else of
-    # libtorch is linked (torch.utils.cpp_extension would add libc10, libtorch, and
-    # for CUDA libc10_cuda and libtorch_cuda).
-    cpu_libraries = ["torch_cpu"]
-    if CPU_KERNELS_USE_ATEN:
-        cpu_libraries.append("c10")
-        if sys.platform.startswith("linux"):
-            # at::parallel_for is a header template: without -fopenmp its `omp parallel` is
-            # compiled out and every CPU kernel runs on one thread.
-            cxx.append("-fopenmp")
-            link.append("-fopenmp")
+    # The stable C shim (aoti_torch_*, torch_*, torch_parallel_for) lives in libtorch_cpu:
+    # nothing else of libtorch is linked (torch.utils.cpp_extension would add libc10,
+    # libtorch, and for CUDA libc10_cuda and libtorch_cuda). The kernels' threads are
+    # torch's own (torch::stable::parallel_for), so no OpenMP flags here.
     cpu = CppExtension(
         "adaptive_conv_ext._C",
         cpu_sources,
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=macros,
-        extra_compile_args={"cxx": cxx},
-        extra_link_args=link,
+        extra_compile_args={"cxx": ["-O3"]},
         py_limited_api=True,
     )
-    cpu.libraries = cpu_libraries
+    cpu.libraries = ["torch_cpu"]
     reason = cuda_build_reason()
     if reason is not None:
         print(f"adaptive_conv_ext: building the CPU library only ({reason})")

@@ -70,10 +70,6 @@ wheel=$(ls "$tmp"/wheel/*.whl)
 echo "cuda_build: wheel $(basename "$wheel"): $(unzip -l "$wheel" | grep -oE 'adaptive_conv_ext/_C[a-z_]*\.abi3\.so' | tr '\n' ' ')"
 
 # --- 4. the same file in two environments
-# While the CPU kernels still include ATen (at::parallel_for), the audit gate tolerates
-# exactly that; once they use torch::stable::parallel_for it is strict.
-ATEN_CPU_KERNELS=""
-grep -q '#include <ATen/' csrc/ops/cpu/adaptive_conv2d_cpu_kernel_impl.h && ATEN_CPU_KERNELS=--allow-aten-parallel-for
 check_env() {  # name python [--expect-cuda]
   local name=$1 py=$2 expect=${3:-}
   echo "cuda_build: [$name] $($py -c 'import torch; print("torch", torch.__version__)')"
@@ -81,12 +77,8 @@ check_env() {  # name python [--expect-cuda]
   local run=$tmp/run-$name
   mkdir -p "$run" && cp -r "$root/tests" "$run/"
   (cd "$run" && CUDA_VISIBLE_DEVICES="" $py "$root/tools/check_registration.py" $expect) | sed "s/^/cuda_build: [$name] /"
-  if [ -n "$ATEN_CPU_KERNELS" ]; then  # the audit's verdict is shown; the gate tolerates at::parallel_for only
-    (cd "$run" && "$(dirname "$py")/torch-abi-audit" adaptive_conv_ext -v) | sed "s/^/cuda_build: [$name] /"
-  else
-    (cd "$run" && "$(dirname "$py")/torch-abi-audit" adaptive_conv_ext --check torch -v) | sed "s/^/cuda_build: [$name] /"
-  fi
-  (cd "$run" && $py "$root/tools/check_abi_audit.py" --max-min-torch 2.11 $ATEN_CPU_KERNELS) | sed "s/^/cuda_build: [$name] /"
+  (cd "$run" && "$(dirname "$py")/torch-abi-audit" adaptive_conv_ext --check torch -v) | sed "s/^/cuda_build: [$name] /"
+  (cd "$run" && $py "$root/tools/check_abi_audit.py" --max-min-torch 2.11) | sed "s/^/cuda_build: [$name] /"
   # pipefail: a failing step above or here stops CI
   (cd "$run/tests" && $py -m pytest -q -p no:cacheprovider $CORRECTNESS_TESTS 2>&1 | tail -3) | sed "s/^/cuda_build: [$name] /"
 }

@@ -19,7 +19,6 @@ vmap never loops over the vmapped dimension B; it folds it into one fused call:
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional, Sequence, Tuple
 
 import torch

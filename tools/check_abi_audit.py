@@ -1,26 +1,14 @@
 """CI gate on `torch-abi-audit adaptive_conv_ext --json`: every compiled library of the
 installed package is on the LibTorch stable ABI and needs no torch newer than
 --max-min-torch (default 2.11, the oldest torch we must run on). Exit 1 otherwise.
-Run it from outside the checkout so that the installed package is the one audited.
-
---allow-aten-parallel-for tolerates (and lists) the few symbols of at::parallel_for's
-OpenMP backend, for as long as the CPU kernels still use it instead of
-torch::stable::parallel_for (.ci/cuda_build.sh passes it only then)."""
+Run it from outside the checkout so that the installed package is the one audited."""
 
 from __future__ import annotations
 
 import argparse
-import re
 import json
 import subprocess
 import sys
-
-
-# What at::parallel_for's header template references in libtorch_cpu / libc10.
-ATEN_PARALLEL_FOR = re.compile(
-    r"^(at::(get_thread_num|get_num_threads|init_num_threads|in_parallel_region|internal::set_thread_num)\(|"
-    r"c10::ParallelGuard::)"
-)
 
 
 def version_tuple(text: str):
@@ -31,7 +19,6 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--package", default="adaptive_conv_ext")
     p.add_argument("--max-min-torch", default="2.11")
-    p.add_argument("--allow-aten-parallel-for", action="store_true")
     args = p.parse_args(argv)
     cli = "import sys; from torch_abi_audit.cli import main; sys.exit(main())"
     out = subprocess.run([sys.executable, "-c", cli, args.package, "--json"],
@@ -53,11 +40,6 @@ def main(argv=None) -> int:
             print(f"{name}: stable={torch_abi['stable']} min torch={floor} "
                   f"(set by {', '.join(torch_abi.get('version_defining_symbols', [])) or '-'})")
             unstable = torch_abi["unstable_symbols"]
-            if args.allow_aten_parallel_for:
-                tolerated = [sym for sym in unstable if ATEN_PARALLEL_FOR.match(sym)]
-                unstable = [sym for sym in unstable if not ATEN_PARALLEL_FOR.match(sym)]
-                if tolerated:
-                    print(f"{name}: tolerated until the CPU kernels use torch::stable::parallel_for: {tolerated}")
             if unstable:
                 errors.append(f"{name} uses {len(unstable)} unstable libtorch symbols: {unstable[:5]}")
             if torch_abi.get("unknown_shim_symbols"):
