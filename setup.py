@@ -14,6 +14,7 @@ import copy
 import glob
 import os
 import platform
+import sys
 
 import torch
 from setuptools import find_packages, setup
@@ -21,6 +22,8 @@ from setuptools.errors import CompileError
 from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from object_cache import ObjectCache  # noqa: E402
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 
 # The oldest torch the binaries must load into: the stable-ABI headers then hide
@@ -126,7 +129,17 @@ class BuildWithIsaFlags(BuildExtension):
             flags = file_flags(src)
             snapshot = copy.copy(compiler)  # compiler_so as torch set it for this file
             args = (obj, src, ext, list(cc_args), list(extra_postargs) + flags, pp_opts)
-            pending.append((src, lambda: compile_unbound(snapshot, *args)))
+            cached = ObjectCache.entry(ROOT, src, repr((snapshot.compiler_so, args[3:])))
+            if cached is None or src.endswith(".cu"):
+                pending.append((src, lambda: compile_unbound(snapshot, *args)))
+            elif cached.restore(obj):
+                print(f"adaptive_conv_ext: {src} unchanged (object from {cached.path})", flush=True)
+            else:
+                def compile_and_keep(args=args, cached=cached):
+                    obj, src, ext, cc_args, postargs, pp_opts = args
+                    compile_unbound(snapshot, obj, src, ext, cc_args, postargs + ["-MMD", "-MF", cached.deps], pp_opts)
+                    cached.store(obj)
+                pending.append((src, compile_and_keep))
 
         compile_all = compiler.compile
 

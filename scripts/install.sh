@@ -213,7 +213,7 @@ fi
 py_value fingerprint "hashing the sources" "import hashlib, pathlib, sys
 h = hashlib.sha256(f'{sys.executable}\n$torch_version\n'.encode())
 files = [p for p in pathlib.Path('csrc').rglob('*') if p.is_file()]
-files += [pathlib.Path(p) for p in ('setup.py', 'CMakeLists.txt', 'pyproject.toml', 'tools/torch_ext_backend.py')]
+files += [pathlib.Path(p) for p in ('setup.py', 'CMakeLists.txt', 'pyproject.toml', 'tools/torch_ext_backend.py', 'tools/object_cache.py')]
 for p in sorted(f for f in files if f.exists()):
     h.update(str(p).encode() + b'\0' + p.read_bytes() + b'\0')
 print(h.hexdigest())"
@@ -243,7 +243,7 @@ else
     compiled_shown=$count
   }
   STEP_HOOK=show_compiles run_step "build" build/install.log \
-    "$PY" -m pip install -v --disable-pip-version-check --no-build-isolation --no-deps -e .
+    env ADAPTIVE_CONV_OBJECT_CACHE="$PWD/build/objects" "$PY" -m pip install -v --disable-pip-version-check --no-build-isolation --no-deps -e .
   installed_here || { say "the build finished but $PY does not load this checkout's kernels; see build/install.log" >&2; exit 1; }
   echo "$fingerprint" >"$stamp"
 fi

@@ -44,3 +44,34 @@ def test_install_script_parses_and_never_uses_the_system_interpreter():
         assert "pip install" not in code or '"$PY" -m pip' in code or "PIP[@]" in code or "$PY -m pip" in code, line
     assert "sys.prefix == sys.base_prefix" in text  # refuses an interpreter outside a venv
     assert "https://download.pytorch.org/whl/cpu" in text and "+cpu" in text
+
+
+def test_object_cache_reuses_an_object_only_while_its_inputs_are_unchanged(tmp_path, monkeypatch):
+    """setup.py's per-file rebuild (install.sh sets ADAPTIVE_CONV_OBJECT_CACHE): an object
+    is reused only with the same command line and no newer source or included header."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from object_cache import ObjectCache
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setenv("ADAPTIVE_CONV_OBJECT_CACHE", str(tmp_path / "cache"))
+    src, header, obj = tmp_path / "k.cpp", tmp_path / "k.h", tmp_path / "out" / "k.o"
+    src.write_text("#include \"k.h\"\n")
+    header.write_text("// v1\n")
+    entry = ObjectCache.entry(str(tmp_path), str(src), "g++ -O3")
+    assert not entry.restore(str(obj))  # nothing kept yet
+    obj.parent.mkdir()
+    obj.write_bytes(b"object v1")
+    # what g++ -MMD writes, with a continuation line
+    pathlib_deps = f"{obj}: {src} \\\n {header}\n"
+    (tmp_path / "cache").mkdir(exist_ok=True)
+    open(entry.deps, "w").write(pathlib_deps)
+    entry.store(str(obj))
+    obj.unlink()
+    assert entry.restore(str(obj)) and obj.read_bytes() == b"object v1"
+    assert not ObjectCache.entry(str(tmp_path), str(src), "g++ -O2").restore(str(obj))  # other flags
+    later = os.path.getmtime(entry.path) + 10
+    os.utime(header, (later, later))  # an included header changed
+    assert not entry.restore(str(obj))
+    header.unlink()  # a header that no longer exists
+    assert not entry.restore(str(obj))
