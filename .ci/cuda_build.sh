@@ -30,7 +30,7 @@ CUDA_PINS="torch==2.14.1 triton==3.8.0"
 CPU_PINS="torch==2.13.0"
 TEST_DEPS="pytest hypothesis numpy<2.4"
 TOOLS="torch-abi-audit==0.3.0"
-CORRECTNESS_TESTS="test_adaptive_conv2d.py test_cpu_kernel.py test_second_order.py test_ecosystem.py test_geometry.py test_abi.py test_cuda.py"
+CORRECTNESS_TESTS="test_adaptive_conv2d.py test_cpu_kernel.py test_second_order.py test_ecosystem.py test_geometry.py test_abi.py test_cuda.py test_func.py test_op_autograd.py"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -59,10 +59,12 @@ def _jvp_outside_compile(function):
     torch.compile traces it: Dynamo (torch 2.13) refuses to trace an autograd.Function
     that defines ``jvp``. Eager calls of ``function.apply`` run a subclass with it."""
     with_jvp = type(function.__name__ + "WithJvp", (function,), {"jvp": staticmethod(function.forward_mode_jvp)})
-    apply = torch.autograd.Function.apply.__func__
+    # torch's own apply, as a descriptor: a Python classmethod in torch 2.13, a C
+    # classmethod_descriptor in 2.14; __get__ binds either to the class that must run.
+    apply = torch.autograd.Function.__dict__["apply"]
 
     def routed_apply(cls, *args, **kwargs):
-        return apply(function if torch.compiler.is_compiling() else with_jvp, *args, **kwargs)
+        return apply.__get__(None, function if torch.compiler.is_compiling() else with_jvp)(*args, **kwargs)
 
     function.apply = classmethod(routed_apply)
     return function
