@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--json")
+    p.add_argument("--shapes", nargs="+", help="SPEC shape names (default: all)")
     args = p.parse_args(argv)
     import torch
 
@@ -57,7 +58,7 @@ def main(argv=None) -> int:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     rate = cpu_floor.CpuRate()
     rows = []
-    for shape in SPEC_SHAPES:
+    for shape in [s for s in SPEC_SHAPES if not args.shapes or s.name in args.shapes]:
         times = {"old": [], "new": []}
         for r in range(args.rounds):
             for label in (("old", "new") if r % 2 == 0 else ("new", "old")):

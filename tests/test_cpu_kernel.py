@@ -203,3 +203,46 @@ assert ((y.detach()[0, :, i, j].double() - want).norm() / want.norm()).item() < 
 def test_memory_stays_linear_where_sigma_would_not_fit():
     out = run_child(_MEMORY, torch.backends.cpu.get_cpu_capability().lower(), timeout=900)
     assert out.strip() == "ok"
+
+
+# ------------------------------------------------------------------ the two tile layouts
+# The kernels read a tile's taps either from a gathered patch (staged) or in place from
+# zero-padded input rows (direct: stride 1, at most 8 output channels per group, and at
+# most 1/8 of the padded width P = W + 2 pW dropped, i.e. 8 (kW - 1) dW <= P). Direct
+# cases: no padding (rows wrap into real data), padding beyond the kernel's reach,
+# dilation, an even kernel, 1x1 on an image narrower than a vector; staged cases beside
+# them; all against the float64 unfold reference, forward and every gradient.
+_LAYOUT_CASES = [
+    # N, C, O, H, W, kH, kW, pad, dil, stride, groups         layout
+    (2, 3, 3, 11, 30, 3, 3, (1, 1), (1, 1), 1, 3),        # direct: depthwise
+    (1, 2, 4, 7, 20, 3, 3, (0, 0), (1, 1), 1, 2),         # direct: no padding
+    (2, 1, 6, 12, 28, 5, 5, (2, 2), (1, 1), 1, 1),        # direct: lenet-like
+    (1, 2, 2, 9, 40, 3, 3, (3, 1), (2, 1), 1, 2),         # direct: pH beyond the reach, dilation
+    (1, 4, 8, 6, 40, 2, 2, (1, 0), (1, 2), 1, 1),         # direct: even kernel, 8 outputs per group
+    (3, 2, 2, 30, 3, 1, 1, (0, 0), (1, 1), 1, 1),         # direct: 1x1, 3 pixels wide
+    (1, 2, 2, 8, 9, 3, 3, (1, 1), (1, 1), 1, 2),          # staged: drops 2 of 11 lanes
+    (1, 3, 9, 10, 11, 3, 3, (1, 1), (1, 1), 1, 1),        # staged: 9 outputs per group
+    (1, 2, 2, 13, 9, 3, 3, (1, 1), (1, 1), 2, 2),         # staged: stride 2
+]
+
+
+@pytest.mark.parametrize("case", _LAYOUT_CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_both_tile_layouts_against_the_float64_reference(case, dtype):
+    from adaptive_conv_ext.reference import adaptive_conv2d_reference as ref
+    from conftest import make_problem, rel_err
+
+    N, C, O, H, W, kH, kW, pad, dil, stride, groups = case
+    x, w, kb, b = make_problem(N=N, C=C, O=O, H=H, W=W, k=(kH, kW), groups=groups, seed=sum(case[:5]))
+    args = ([stride, stride], list(pad), list(dil), groups)
+    ops = torch.ops.adaptive_conv_ext
+    y = ops.adaptive_conv2d_forward(x.to(dtype), w.to(dtype), kb.to(dtype), b.to(dtype), *args)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    grads = ops.adaptive_conv2d_backward(gy.to(dtype), x.to(dtype), w.to(dtype), kb.to(dtype), *args, [True, True])
+    leaves = [t.clone().requires_grad_() for t in (x, w, kb)]
+    yr = ref(*leaves, b, stride, pad, dil, groups)
+    want = (yr,) + torch.autograd.grad(yr, leaves, gy)
+    tol = 2e-6 if dtype == torch.float32 else 1e-12
+    for name, got, exp in zip(("output", "grad_input", "grad_weight", "grad_kernel_bias"), (y,) + tuple(grads), want):
+        assert got.shape == exp.shape, name
+        assert rel_err(got, exp) < tol, (name, rel_err(got, exp))
