@@ -24,6 +24,11 @@ __host__ __device__ constexpr unsigned div_magic(unsigned d) {
   return static_cast<unsigned>(((1ull << 31) + d - 1) / d);
 }
 
+// Columns of dQ a thread of the scalar grad_weight kernel owns in its reduction phase (the
+// kernel's AW) for a k x k kernel: 9, 25, 28 (7x7 in two column groups); 8 for the generic
+// kernel (k = 0).
+constexpr int dw_columns(int k) { return k == 3 ? 9 : k == 5 ? 25 : k == 7 ? 28 : 8; }
+
 // --- tensor-core kernels (forward_mma.cuh, backward_mma.cuh) -------------------------------
 constexpr int kMmaWarps = kThreads / 32;
 constexpr int kMmaPixels = kMmaWarps * 16;  // output pixels per block (one m16 tile per warp)

@@ -34,17 +34,27 @@ template <typename scalar_t, typename index_t>
 using FwdKernel = void (*)(Geom, FwdCfg, const scalar_t*, const scalar_t*, const scalar_t*,
                            const scalar_t*, scalar_t*);
 
-template <typename scalar_t, typename index_t>
-FwdKernel<scalar_t, index_t> pick_fwd(bool st, int k) {
-  // Giant (int64-indexed) problems and float64 (there for accuracy and gradcheck, not
-  // speed; its 7x7 bodies would need > 255 registers) use only the generic kernel.
-  if constexpr (kStaticVariants<scalar_t, index_t>) {
-    if (st && k == 3) return adaptive_conv2d_fwd_kernel<scalar_t, index_t, 3, 3>;
-    if (st && k == 5) return adaptive_conv2d_fwd_kernel<scalar_t, index_t, 5, 5>;
-    if (st && k == 7) return adaptive_conv2d_fwd_kernel<scalar_t, index_t, 7, 7>;
+// The compile-time-size variant (3x3, 5x5, 7x7: kernel_of(std::integral_constant<int, k>))
+// of a scalar kernel where the plan says so (st), else the generic one (k = 0). Giant
+// (int64-indexed) problems and float64 (there for accuracy and gradcheck, not speed; its
+// 7x7 bodies would need > 255 registers) have only the generic kernel (kHasStatic false).
+template <bool kHasStatic, typename KernelOf>
+auto pick_scalar(bool st, int k, KernelOf&& kernel_of) {
+  if constexpr (kHasStatic) {
+    if (st && k == 3) return kernel_of(std::integral_constant<int, 3>{});
+    if (st && k == 5) return kernel_of(std::integral_constant<int, 5>{});
+    if (st && k == 7) return kernel_of(std::integral_constant<int, 7>{});
   }
   assert(!st && "planned compile-time tap counts where none is compiled");
-  return adaptive_conv2d_fwd_kernel<scalar_t, index_t, 0, 0>;
+  return kernel_of(std::integral_constant<int, 0>{});
+}
+
+template <typename scalar_t, typename index_t>
+FwdKernel<scalar_t, index_t> pick_fwd(bool st, int k) {
+  return pick_scalar<kStaticVariants<scalar_t, index_t>>(st, k, [](auto K) -> FwdKernel<scalar_t, index_t> {
+    constexpr int k = decltype(K)::value;
+    return adaptive_conv2d_fwd_kernel<scalar_t, index_t, k, k>;
+  });
 }
 
 // Tensor-core forward for K = 16 * ks: float16/bfloat16 with 32-bit indices only; the odd
@@ -96,29 +106,23 @@ using DxKernel = void (*)(Geom, DxCfg, const scalar_t*, const scalar_t*, const s
 
 template <typename scalar_t, typename index_t>
 DxKernel<scalar_t, index_t> pick_dx(bool st, int k) {
-  if constexpr (kStaticVariants<scalar_t, index_t>) {
-    if (st && k == 3) return adaptive_conv2d_bwd_input_kernel<scalar_t, index_t, 3, 3>;
-    if (st && k == 5) return adaptive_conv2d_bwd_input_kernel<scalar_t, index_t, 5, 5>;
-    if (st && k == 7) return adaptive_conv2d_bwd_input_kernel<scalar_t, index_t, 7, 7>;
-  }
-  assert(!st && "planned compile-time tap counts where none is compiled");
-  return adaptive_conv2d_bwd_input_kernel<scalar_t, index_t, 0, 0>;
+  return pick_scalar<kStaticVariants<scalar_t, index_t>>(st, k, [](auto K) -> DxKernel<scalar_t, index_t> {
+    constexpr int k = decltype(K)::value;
+    return adaptive_conv2d_bwd_input_kernel<scalar_t, index_t, k, k>;
+  });
 }
 
 template <typename scalar_t, typename index_t>
 using DwKernel = void (*)(Geom, DwCfg, const scalar_t*, const scalar_t*, const scalar_t*,
                           const scalar_t*, double*, double*, double*, double*);
 
+// AW, the dQ columns per reduction thread: dw_columns (configs.h), as the planner laid out.
 template <typename scalar_t, typename index_t>
 DwKernel<scalar_t, index_t> pick_dw(bool st, int k) {
-  // AW (columns per reduction thread) must match plan_backward: 9, 25, 28 and 8 (generic).
-  if constexpr (kStaticVariants<scalar_t, index_t>) {
-    if (st && k == 3) return adaptive_conv2d_bwd_weight_kernel<scalar_t, index_t, 3, 3, 9>;
-    if (st && k == 5) return adaptive_conv2d_bwd_weight_kernel<scalar_t, index_t, 5, 5, 25>;
-    if (st && k == 7) return adaptive_conv2d_bwd_weight_kernel<scalar_t, index_t, 7, 7, 28>;
-  }
-  assert(!st && "planned compile-time tap counts where none is compiled");
-  return adaptive_conv2d_bwd_weight_kernel<scalar_t, index_t, 0, 0, 8>;
+  return pick_scalar<kStaticVariants<scalar_t, index_t>>(st, k, [](auto K) -> DwKernel<scalar_t, index_t> {
+    constexpr int k = decltype(K)::value;
+    return adaptive_conv2d_bwd_weight_kernel<scalar_t, index_t, k, k, dw_columns(k)>;
+  });
 }
 
 // Deterministic grad_input: the fixed-order gather of the per-tile workspace boxes.

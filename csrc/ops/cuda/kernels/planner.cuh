@@ -82,7 +82,6 @@ int mma_tail_of(int64_t T) {
   const int tail = static_cast<int>((T - 1) / 8);
   return (T - 1) % 8 == 0 && has_mma_variant(static_cast<int>(ceil_div(T + 1, 16)), tail) ? tail : -1;
 }
-int static_aw(int64_t k) { return k == 3 ? 9 : (k == 5 ? 25 : 28); }  // 28: 7x7 in two column groups
 
 // The planner's view of the device: what the caller passed, clamped to what every kernel
 // may assume (at least one SM and the default 48 KB of shared memory per block).
@@ -549,7 +548,7 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
     const bool found = search_plans(T, tiles, bud, oq_max, [&](const TileGeom& t, int64_t budget, int64_t oq, int64_t tt) {
       const int64_t P = int64_t(t.toh) * t.tow, box = int64_t(t.bh) * t.bw;
       const bool st = allow_static && static_size(s) && tt == T;
-      const int64_t aw = st ? static_aw(s.kH) : 8;
+      const int64_t aw = dw_columns(st ? static_cast<int>(s.kH) : 0);
       const int64_t ncg = ceil_div(T, aw);
       const int64_t jobs = oq * tt * ncg;
       if (jobs > kThreads) return false;

@@ -597,6 +597,34 @@ void check_peel() {
   g_failures += bad;
 }
 
+// When no plan fits, the planners say so with a reason that names the shape (the glue raises
+// it as a RuntimeError); the launchers have no error path of their own for it. A 3x3 kernel
+// dilated by 20000 has an input box of 40001 x 40001 cells for even a 1x1 tile.
+void check_refusals() {
+  const Case c{1, 1, 1, 8, 8, 3, 3, 1, 1, 20000, 20000, 20000, 20000, 1, true, false, 132, 48 * 1024, "refused"};
+  const AdaptiveConvShape s = make_shape(c);
+  int bad = 0;
+  for (const cu::DType dt : {cu::DType::kFloat32, cu::DType::kFloat16}) {
+    std::string why;
+    cu::ForwardPlan fp;
+    if (cu::plan_forward(dt, s, emulated_limits(), &fp, &why) || why.find("input 1 x 1 x 8 x 8") == std::string::npos) {
+      std::printf("    plan_forward: planned %d, reason \"%s\"\n", why.empty(), why.c_str());
+      ++bad;
+    }
+    for (const bool ni : {true, false}) {
+      why.clear();
+      cu::BackwardPlan bp;
+      if (cu::plan_backward(dt, s, ni, !ni, false, emulated_limits(), &bp, &why) ||
+          why.find("dilation 20000 x 20000") == std::string::npos) {
+        std::printf("    plan_backward: planned %d, reason \"%s\"\n", why.empty(), why.c_str());
+        ++bad;
+      }
+    }
+  }
+  std::printf("%s planner: no plan fits -> false and a reason naming the shape\n", bad ? "FAIL" : "ok  ");
+  g_failures += bad;
+}
+
 // The fused tensor-core backward (float16/bfloat16) on the same shapes as the forward:
 // forward and all three gradients against the float64 reference, every case also in
 // deterministic mode (run twice, bitwise equal), on a GPU model with few SMs as well (more
@@ -764,6 +792,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   check_peel();
+  check_refusals();
   const bool quick = arg == "quick";
   if (arg.rfind("mma", 0) == 0 || arg.rfind("bwdmma", 0) == 0) {  // "mma[:<note>]", "bwdmma[:<note>]"
     if (arg.rfind("mma", 0) == 0) {
