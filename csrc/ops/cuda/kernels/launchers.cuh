@@ -52,8 +52,8 @@ auto pick_scalar(bool st, int k, KernelOf&& kernel_of) {
 template <typename scalar_t, typename index_t>
 FwdKernel<scalar_t, index_t> pick_fwd(bool st, int k) {
   return pick_scalar<kStaticVariants<scalar_t, index_t>>(st, k, [](auto K) -> FwdKernel<scalar_t, index_t> {
-    constexpr int k = decltype(K)::value;
-    return adaptive_conv2d_fwd_kernel<scalar_t, index_t, k, k>;
+    constexpr int kSize = decltype(K)::value;
+    return adaptive_conv2d_fwd_kernel<scalar_t, index_t, kSize, kSize>;
   });
 }
 
@@ -107,8 +107,8 @@ using DxKernel = void (*)(Geom, DxCfg, const scalar_t*, const scalar_t*, const s
 template <typename scalar_t, typename index_t>
 DxKernel<scalar_t, index_t> pick_dx(bool st, int k) {
   return pick_scalar<kStaticVariants<scalar_t, index_t>>(st, k, [](auto K) -> DxKernel<scalar_t, index_t> {
-    constexpr int k = decltype(K)::value;
-    return adaptive_conv2d_bwd_input_kernel<scalar_t, index_t, k, k>;
+    constexpr int kSize = decltype(K)::value;
+    return adaptive_conv2d_bwd_input_kernel<scalar_t, index_t, kSize, kSize>;
   });
 }
 
@@ -120,8 +120,8 @@ using DwKernel = void (*)(Geom, DwCfg, const scalar_t*, const scalar_t*, const s
 template <typename scalar_t, typename index_t>
 DwKernel<scalar_t, index_t> pick_dw(bool st, int k) {
   return pick_scalar<kStaticVariants<scalar_t, index_t>>(st, k, [](auto K) -> DwKernel<scalar_t, index_t> {
-    constexpr int k = decltype(K)::value;
-    return adaptive_conv2d_bwd_weight_kernel<scalar_t, index_t, k, k, dw_columns(k)>;
+    constexpr int kSize = decltype(K)::value;
+    return adaptive_conv2d_bwd_weight_kernel<scalar_t, index_t, kSize, kSize, dw_columns(kSize)>;
   });
 }
 
