@@ -3,9 +3,10 @@
 One parser for the static model (benchmarks/static_model.py) and for the check that
 .ci/compile_cuda.sh runs as `python -m benchmarks.sass`:
 
-  read_sass    kernel -> its sm_90 SASS instructions, from `cuobjdump -sass` of the objects
+  disassemble  kernel -> its sm_90 SASS instructions, from `cuobjdump -sass` of the objects
+               (read_sass: the same under the short names)
   parse_ptxas  kernel -> registers and spill bytes, from the `-Xptxas -v` logs of the builds
-  demangle     the short kernel names both use ("fwd_mma<half, 1, 1, true>")
+  demangle     the short kernel names both print ("fwd_mma<half, 1, 1, true>")
 
 The check prints the per-kernel table (registers, spill bytes, HMMA, MUFU.TANH 16-bit /
 total) and fails (exit 1) unless:
@@ -49,8 +50,9 @@ def demangle(name: str) -> str:
     return s
 
 
-def read_sass(cuobjdump: str, objs: List[str]) -> Dict[str, List[tuple]]:
-    """kernel (demangled) -> [(address, instruction)] of its sm_90 SASS."""
+def disassemble(cuobjdump: str, objs: List[str]) -> Dict[str, List[tuple]]:
+    """kernel (mangled) -> [(address, instruction)] of its sm_90 SASS. Mangled names keep
+    apart the copies of one kernel that several files compile (anonymous namespaces)."""
     kernels: Dict[str, List[tuple]] = {}
     for obj in objs:
         r = subprocess.run([cuobjdump, "-sass", "-arch", "sm_90", obj], capture_output=True, text=True)
@@ -60,7 +62,7 @@ def read_sass(cuobjdump: str, objs: List[str]) -> Dict[str, List[tuple]]:
         for line in r.stdout.splitlines():
             m = re.search(r"Function : (\S+)", line)
             if m:
-                cur = demangle(m.group(1))
+                cur = m.group(1)
                 kernels[cur] = []
                 continue
             m = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
@@ -69,18 +71,23 @@ def read_sass(cuobjdump: str, objs: List[str]) -> Dict[str, List[tuple]]:
     return kernels
 
 
+def read_sass(cuobjdump: str, objs: List[str]) -> Dict[str, List[tuple]]:
+    """kernel (demangled) -> [(address, instruction)] of its sm_90 SASS (the static model's view)."""
+    return {demangle(k): v for k, v in disassemble(cuobjdump, objs).items()}
+
+
 def parse_ptxas(log: str, want_arch: str = "sm_90") -> dict:
-    """kernel (demangled) -> {regs, spill} from `ptxas -v` output (entries of want_arch only)."""
+    """kernel (mangled) -> {regs, spill} from `ptxas -v` output (entries of want_arch only)."""
     out: dict = {}
     cur, arch = None, None
     for line in log.splitlines():
         m = re.search(r"Compiling entry function '(\S+)' for '(sm_\d+a?)'", line)
         if m:
-            cur, arch = demangle(m.group(1)), m.group(2)
+            cur, arch = m.group(1), m.group(2)
             continue
         m = re.search(r"Function properties for (\S+)", line)
         if m:
-            cur = demangle(m.group(1))
+            cur = m.group(1)
             continue
         if cur is None or (arch is not None and arch != want_arch):
             continue
@@ -109,10 +116,11 @@ def unit_counts(code: List[tuple]) -> dict:
 
 def check(regs: dict, other_archs: dict, sass: Dict[str, List[tuple]]) -> tuple:
     """(table rows, failures) of the SASS check: regs and other_archs from parse_ptxas (sm_90,
-    and per other architecture), sass from read_sass."""
+    and per other architecture), sass from disassemble; all keyed by mangled names."""
     rows, failures = [], []
-    for name in sorted(set(regs) | set(sass)):
-        p, s = regs.get(name, {}), unit_counts(sass.get(name, []))
+    for mangled in sorted(set(regs) | set(sass), key=demangle):
+        name = demangle(mangled)
+        p, s = regs.get(mangled, {}), unit_counts(sass.get(mangled, []))
         rows.append((name, p.get("regs", -1), p.get("spill", -1), s["hmma"], s["tanh16"], s["tanh"]))
         if name.startswith("fwd_mma<"):
             if s["hmma"] == 0:
@@ -130,7 +138,7 @@ def check(regs: dict, other_archs: dict, sass: Dict[str, List[tuple]]) -> tuple:
         elif spill < 0:
             failures.append(f"{name}: no ptxas -v record")
     for arch, entries in other_archs.items():
-        failures += [f"{n}: spills {e['spill']} bytes ({arch})" for n, e in sorted(entries.items())
+        failures += [f"{demangle(m)}: spills {e['spill']} bytes ({arch})" for m, e in sorted(entries.items())
                      if e.get("spill", 0) > 0]
     if not any(r[0].startswith("fwd_mma<") for r in rows):
         failures.append("no tensor-core forward kernel found in the objects")
@@ -165,7 +173,7 @@ def main() -> int:
         for arch in set(log_archs(text)) - {"sm_90"}:
             other_archs.setdefault(arch, {}).update(parse_ptxas(text, arch))
     try:
-        sass = read_sass(args.cuobjdump, args.obj)
+        sass = disassemble(args.cuobjdump, args.obj)
     except RuntimeError as e:
         print(f"sass_check: {e}")
         return 1
