@@ -1,9 +1,9 @@
 // Runs the CUDA kernels of adaptive_conv2d on the CPU, for machines without a GPU.
 //
 // The kernel source (../kernels/*.cuh and the planner) is compiled as plain C++ on the
-// runtime of emu_runtime.h: every CUDA thread of a block is a std::thread, __syncthreads is
-// a real barrier, the warp-wide PTX instructions of the tensor-core kernels run on their
-// CPU models (testing/ptx/, fragment layouts unit-tested by test_ptx.cpp), dynamic shared
+// runtime of emu_runtime.h: every CUDA thread of a block is a user-space fiber, __syncthreads
+// is a real barrier, the warp-wide PTX instructions of the tensor-core kernels run on their
+// CPU models (testing/ptx/emulation.h, fragment layouts unit-tested by test_ptx.cpp), dynamic shared
 // memory is one buffer poisoned with NaN before each launch, outputs the plan does not zero
 // are poisoned too. Results are compared with a direct float64 evaluation of the SPEC
 // formulas on the (rounded) inputs, at the SPEC tolerances; deterministic mode is run twice
