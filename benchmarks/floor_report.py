@@ -2,7 +2,7 @@
 section 4 floor per SPEC shape and dtype on an H100/H200 (sm_90), without a GPU.
 
 The model (benchmarks/static_model.py) reads the sm_90 SASS of the CUDA kernels. The
-objects come from --sass-obj (the sm_90 objects of adaptive_conv2d_kernels{,_f16,_bf16}.cu,
+objects come from --sass-obj (the sm_90 objects of kernels_{f32,f16,bf16}.cu,
 as .ci/compile_cuda.sh builds them) or are built here with nvcc into a cache directory
 keyed by the kernel sources, the nvcc version and the flags (reused while they match).
 Which kernels run comes from the C++ planner, through the CPU emulation binary's `plan`
@@ -26,13 +26,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional
 
-from . import static_model
+from . import sass, static_model
 from .shapes import SPEC_SHAPES
 
 ROOT = Path(__file__).resolve().parents[1]
 CUDA_DIR = ROOT / "csrc" / "ops" / "cuda"
 # float64 is there for correctness only: the model does not cover it.
-SOURCES = ["adaptive_conv2d_kernels.cu", "adaptive_conv2d_kernels_f16.cu", "adaptive_conv2d_kernels_bf16.cu"]
+SOURCES = ["kernels_f32.cu", "kernels_f16.cu", "kernels_bf16.cu"]
 NVCC_FLAGS = ["-std=c++17", "-O3", "-gencode", "arch=compute_90,code=sm_90"]  # as .ci/compile_cuda.sh
 DEFAULT_CACHE = ROOT / "build" / "sass_model"
 
@@ -162,7 +162,7 @@ def report(objs: Optional[List[str]] = None, cache_dir: Optional[str] = None,
         if not os.path.isfile(o):
             raise FileNotFoundError(f"--sass-obj {o}: no such file")
     plans = static_model.read_plans(planner or build_planner(cache))
-    return static_model.floor_rows(static_model.read_sass(cuobjdump, objs), plans)
+    return static_model.floor_rows(sass.read_sass(cuobjdump, objs), plans)
 
 
 def markdown(rows: List[dict]) -> str:

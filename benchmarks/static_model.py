@@ -44,6 +44,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Optional
 
+from .sass import read_sass  # the one SASS parser (benchmarks/sass.py)
 from .shapes import SPEC_SHAPES
 
 ISSUE_PER_CLK, MUFU_CLK, HMMA_CLK, FFMA_PER_CLK = 4, 2, 2, 4
@@ -79,7 +80,7 @@ def training_input_grad(shape) -> bool:
 def read_plans(planner: str, limits: Optional[dict] = None, shapes=None) -> Dict[tuple, dict]:
     """(shape name, dtype, grads) -> the plan the C++ planner makes for it (non-deterministic
     mode), as the emulation binary's `plan` mode prints it: the kernels the launchers run (the
-    names demangle gives their SASS), the tile, output channels per block (oct), etc."""
+    names sass.demangle gives their SASS), the tile, output channels per block (oct), etc."""
     limits = limits or SM90_LIMITS
     shapes = shapes or SPEC_SHAPES
     keys, lines = [], []
@@ -102,36 +103,6 @@ def read_plans(planner: str, limits: Optional[dict] = None, shapes=None) -> Dict
     if len(out) != len(keys):
         raise RuntimeError(f"{planner} plan answered {len(out)} of {len(keys)} requests")
     return out
-
-
-def demangle(name: str) -> str:
-    out = subprocess.run(["c++filt", name], capture_output=True, text=True).stdout.strip() or name
-    m = re.search(r"adaptive_conv2d_(\w+?)_kernel(<[^()]*>)?", out)
-    if not m:
-        return out
-    s = m.group(1) + (m.group(2) or "")
-    for a, b in (("__nv_bfloat16", "bf16"), ("__half", "half"), ("long long", "long")):
-        s = s.replace(a, b)
-    return s
-
-
-def read_sass(cuobjdump: str, objs: List[str]) -> Dict[str, List[tuple]]:
-    """kernel -> [(address, opcode line)] of its sm_90 SASS."""
-    kernels: Dict[str, List[tuple]] = {}
-    for obj in objs:
-        text = subprocess.run([cuobjdump, "-sass", "-arch", "sm_90", obj], capture_output=True, text=True,
-                              check=True).stdout
-        cur = None
-        for line in text.splitlines():
-            m = re.search(r"Function : (\S+)", line)
-            if m:
-                cur = demangle(m.group(1))
-                kernels[cur] = []
-                continue
-            m = re.match(r"\s*/\*([0-9a-f]{4,})\*/\s+(.*?);", line)
-            if m and cur is not None:
-                kernels[cur].append((int(m.group(1), 16), m.group(2).strip()))
-    return kernels
 
 
 def _loop_spans(code: List[tuple]) -> List[tuple]:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from benchmarks import floor_report, static_model
+from benchmarks import floor_report, sass, static_model
 from benchmarks.shapes import SPEC_SHAPES
 
 
@@ -220,3 +220,60 @@ def test_fused_backward_model_paired_and_one_channel():
     assert depthwise["tile_cycles"] == pytest.approx(8 * 61 / 4 + 8 * 4)
     # A kernel without the dQ loop it needs is not modelled.
     assert sm.fused_backward_cycles(code[:-49], 9, 8) is None
+
+
+# --- benchmarks/sass.py: the one SASS / ptxas parser and CI's SASS check ------------------
+
+_PTXAS_LOG = """\
+ptxas info    : Compiling entry function 'K_fwd' for 'sm_80'
+ptxas info    : Function properties for K_fwd
+    0 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads
+ptxas info    : Used 255 registers, used 0 barriers
+ptxas info    : Compiling entry function 'K_fwd' for 'sm_90'
+ptxas info    : Function properties for K_fwd
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 168 registers, used 1 barriers
+ptxas info    : Compiling entry function 'K_bwd' for 'sm_90'
+ptxas info    : Function properties for K_bwd
+    16 bytes stack frame, 8 bytes spill stores, 12 bytes spill loads
+ptxas info    : Used 255 registers, used 1 barriers
+"""
+
+
+def test_parse_ptxas_per_architecture():
+    """Registers and spill bytes (stores + loads) per kernel, of the architecture asked for."""
+    assert sass.parse_ptxas(_PTXAS_LOG) == {"K_fwd": {"regs": 168, "spill": 0}, "K_bwd": {"regs": 255, "spill": 20}}
+    assert sass.parse_ptxas(_PTXAS_LOG, "sm_80") == {"K_fwd": {"regs": 255, "spill": 8}}
+    assert sass.log_archs(_PTXAS_LOG) == ["sm_80", "sm_90"]
+
+
+def test_sass_check_catches_spills_f32_tanh_and_missing_variants(monkeypatch):
+    """The SASS check fails on each thing CI must catch, and passes the clean set. Kernels are
+    keyed by mangled name (here the short name itself), so that two files' copies of one
+    kernel are both checked."""
+    monkeypatch.setattr(sass, "demangle", lambda name: name.split("@")[0])
+    fwd = [(0, "HMMA.16816.F32 R4, R8, R12, R4"), (16, "MUFU.TANH.F16 R1, R2"), (32, "MUFU.TANH.BF16 R1, R2")]
+    bwd = [(0, "HMMA.16816.F32 R4, R8, R12, R4"), (16, "MUFU.TANH R1, R2")]
+    assert sass.unit_counts(fwd) == {"hmma": 1, "tanh": 2, "tanh16": 2}
+    assert sass.unit_counts(bwd) == {"hmma": 1, "tanh": 1, "tanh16": 0}
+    kernels = {"fwd_mma<half, 1, 1, true>": fwd, **{f"bwd_mma<bf16, 1, 1, {g}>": bwd for g in (1, 2, 3)},
+               "reduce_splits@f16": [], "reduce_splits@bf16": []}
+    regs = {k: {"regs": 128, "spill": 0} for k in kernels}
+    rows, failures = sass.check(regs, {}, kernels)
+    assert failures == [] and [r[0] for r in rows] == sorted(sass.demangle(k) for k in kernels)
+
+    def fails(regs=regs, other=None, kernels=kernels):
+        return " | ".join(sass.check(regs, other or {}, kernels)[1])
+
+    assert "bwd_mma<bf16, 1, 1, 3>: spills 20 bytes (sm_90)" in fails(
+        regs={**regs, "bwd_mma<bf16, 1, 1, 3>": {"regs": 255, "spill": 20}})
+    assert "reduce_splits: spills 8 bytes (sm_90)" in fails(regs={**regs, "reduce_splits@bf16": {"regs": 9, "spill": 8}})
+    assert "spills 8 bytes (sm_80)" in fails(other={"sm_80": {"fwd_mma<half, 1, 1, true>": {"spill": 8}}})
+    assert "MUFU.TANH 16-bit 1 of 2" in fails(kernels={**kernels, "fwd_mma<half, 1, 1, true>": fwd[:2] + bwd[1:]})
+    assert "no HMMA" in fails(kernels={**kernels, "fwd_mma<half, 1, 1, true>": fwd[1:]})
+    missing = {k: v for k, v in kernels.items() if k != "bwd_mma<bf16, 1, 1, 2>"}
+    assert "gradient variants [1, 3]" in fails(regs={k: v for k, v in regs.items() if k in missing}, kernels=missing)
+    assert "no ptxas -v record" in fails(regs={k: v for k, v in regs.items() if k != "bwd_mma<bf16, 1, 1, 1>"})
+    half_bwd = {**kernels, **{f"bwd_mma<half, 1, 1, {g}>": bwd for g in (1, 2, 3)}}
+    assert "bwd_mma<half, 1, 1, 1>: MUFU.TANH 16-bit 0 of 1" in fails(
+        regs={k: {"regs": 128, "spill": 0} for k in half_bwd}, kernels=half_bwd)

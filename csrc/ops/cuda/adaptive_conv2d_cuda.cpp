@@ -1,6 +1,6 @@
 // CUDA implementations of the adaptive_conv_ext operators (schemas in ../schemas.cpp),
 // on the LibTorch stable ABI. Torch-facing glue only: checks, allocation, dtype and
-// index-width dispatch; the kernels are in adaptive_conv2d_kernels*.cu (torch-free).
+// index-width dispatch; the planner and kernels are in planner.cu and kernels_*.cu (torch-free).
 #include <dlfcn.h>
 #include <torch/csrc/stable/accelerator.h>
 #include <torch/csrc/stable/library.h>

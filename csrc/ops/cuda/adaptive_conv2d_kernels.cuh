@@ -6,11 +6,12 @@
 //
 // Use: query_device_limits describes the current device; plan_forward/plan_backward
 // pick tiles, shared-memory sizes, workspace sizes, the kernel variant and the index
-// width for one call on a device with those limits (pure functions, no CUDA calls); the
-// caller allocates what the plan asks for and calls launch_forward/launch_backward
-// with the matching <scalar_t, index_t> (index_t = int64_t iff plan.use_int64).
-// Definitions: adaptive_conv2d_kernels_impl.cuh (kernels, launchers) and
-// adaptive_conv2d_kernels.cu (planner), instantiated one dtype per .cu file.
+// width for one call on a device with those limits (pure functions, no CUDA calls), and
+// fill the kernels' configuration structs (kernels/configs.h); the caller allocates what
+// the plan asks for and calls launch_forward/launch_backward with the matching
+// <scalar_t, index_t> (index_t = int64_t iff plan.use_int64), which launch the plan's
+// kernels as planned. Definitions: planner.cu (kernels/planner.cuh) and kernels_*.cu
+// (kernels/launchers.cuh, one dtype per file); kernels/README.md gives the overview.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -19,8 +20,10 @@
 
 #include <cstdint>
 #include <string>
+#include <variant>
 
 #include "../adaptive_conv2d_shape.h"
+#include "kernels/configs.h"
 
 namespace adaptive_conv_ext {
 namespace cuda {
@@ -37,23 +40,17 @@ struct AccType<double> {
   using type = double;
 };
 
-// A block of output pixels (one pixel per thread) and the input box, halo
-// included, that its patches read: bh x bw input rows x columns.
-struct TileGeom {
-  int toh = 1, tow = 1;  // output tile height, width (toh * tow <= threads)
-  int bh = 1, bw = 1;    // input box height, width
-  int64_t tiles_h = 1, tiles_w = 1;
-};
-
+// The forward: one kernel (the tensor-core one after its Q-packing kernel, or a scalar one),
+// launched with geom and cfg as they are.
 struct ForwardPlan {
-  TileGeom tile;
-  int oct = 1;            // output channels per block
-  int cch = 1;            // input channels staged per shared-memory round
-  int tt = 1;             // kernel elements (u,v) staged per round (== taps unless the kernel is huge)
+  Geom geom{};
+  FwdCfg cfg{};           // complete: tile, output channels per block (oct), channel chunk (cch), ...
+  int smem_bytes = 0;     // dynamic shared memory of the forward kernel
+  bool use_int64 = false;
   bool static_taps = false;  // compile-time kernel size (3x3, 5x5, 7x7) kernel is used
   // Tensor-core kernel (float16/bfloat16): sigma as mma.sync GEMMs with K = 16 * mma_ks
-  // (taps + the beta column); then oct, cch and tile are its own, tt == taps, and
-  // off_box counts 16-bit elements (kernels/forward_mma.cuh).
+  // (taps + the beta column); cfg.tt == taps and cfg.off_box counts 16-bit elements
+  // (kernels/forward_mma.cuh).
   bool mma = false;
   int mma_ks = 0;
   int mma_tail = -1;  // kernel variant: T = 8 mma_tail + 1 at compile time (odd square kernels), -1: any T
@@ -63,12 +60,9 @@ struct ForwardPlan {
   // output channels is one n8 tile of its own (odd square kernels, oct >= 2).
   int64_t q_pack_elems = 0;
   bool q_last_shared = false;
-  bool use_int64 = false;
-  int smem_bytes = 0;
-  int64_t off_beta = 0, off_box = 0, off_y = 0;  // shared-memory carve-up, in accumulator elements
 };
 
-// How grad_input leaves a block (reasoning in adaptive_conv2d_kernels_impl.cuh).
+// How grad_input leaves a block (kernels/README.md).
 enum class DxMode : int {
   kStore = 0,   // one tile covers the whole image: plain stores into a zeroed buffer
   kAtomic = 1,  // atomicAdd into a zeroed buffer (non-deterministic order across tiles)
@@ -81,39 +75,48 @@ enum class DwMode : int {
   kWorkspace = 2,  // per-split partials, reduced in fixed order by a second kernel
 };
 
+// The scalar backward (any dtype): a grad_input kernel (need_input) and a grad_weight /
+// grad_kernel_bias kernel (need_weight), each with its own tile.
+struct ScalarBackwardPlan {
+  DxCfg dx{};  // also the deterministic gather's view of the grad_input tiles
+  bool dx_static = false;  // compile-time kernel size
+  int dx_smem = 0;
+  DwCfg dw{};
+  bool dw_static = false;
+  int dw_aw = 8;  // dQ columns per reduction thread (the kernel's AW template argument)
+  int dw_smem = 0;
+};
+
+// The fused tensor-core backward (float16/bfloat16, kernels/backward_mma.cuh): one kernel
+// for the wanted gradients (grads, BwdGrads), K = 16 * ks, 32-bit indexing.
+struct MmaBackwardPlan {
+  BwdMmaCfg cfg{};
+  DxCfg gather{};  // the deterministic gather's view of the same tiles
+  int grads = kBwdBoth;
+  int ks = 0;
+  int tail = -1;  // kernel variant, as ForwardPlan::mma_tail
+  int smem = 0;
+};
+
 struct BackwardPlan {
   bool need_input = false, need_weight = false, deterministic = false;
   bool use_int64 = false;
-
-  // grad_input kernel
-  TileGeom xtile;
-  int x_oq = 1, x_tt = 1;
-  bool x_static = false;
-  int x_smem = 0;
-  int64_t x_off_beta = 0, x_off_box = 0, x_off_dbox = 0, x_off_dxt = 0, x_off_dxp = 0;
+  Geom geom{};
+  // What the caller allocates and zeroes, and how the gradients leave the blocks.
   DxMode dx_mode = DxMode::kAtomic;
   bool dx_zero_init = false;     // caller must zero the grad_input accumulator
   int64_t dx_ws_elems = 0;       // accumulator-typed workspace (kWorkspace)
-
-  // grad_weight / grad_kernel_bias kernel
-  TileGeom wtile;
-  int w_oq = 1, w_tt = 1, w_aw = 8, w_ncg = 1, w_jobs = 1, w_ks = 1, w_rs = 1;
-  bool w_static = false;
-  int w_smem = 0;
-  int64_t w_off_beta = 0, w_off_box = 0, w_off_xcol = 0, w_off_ds = 0;  // part[] aliases xcol
-  int64_t w_splits = 1;
+  int64_t w_splits = 1;          // partial sums per grad_weight entry
   DwMode dw_mode = DwMode::kStore;
   bool dw_zero_init = false;     // caller must zero the (double) weight accumulators
   int64_t dw_ws_elems = 0, dkb_ws_elems = 0;  // double workspaces (kWorkspace)
+  // Elements of grad_input, grad_weight and grad_kernel_bias (the gather and split reduction).
+  int64_t dx_elems = 0, dw_elems = 0, dkb_elems = 0;
+  std::variant<ScalarBackwardPlan, MmaBackwardPlan> kernels;
 
-  // Fused tensor-core backward (float16/bfloat16, kernels/backward_mma.cuh): one kernel for
-  // the wanted gradients (need_input, need_weight), K = 16 * mma_ks. It uses xtile, dx_mode
-  // (need_input), w_splits, dw_mode (need_weight) and the workspaces above with the same
-  // meaning; the x_* / w_* kernel fields are unused.
-  bool mma = false;
-  int mma_ks = 0, m_oct = 1, m_rounds = 1, m_smem = 0;
-  int mma_tail = -1;  // kernel variant, as ForwardPlan::mma_tail
-  int m_off_q = 0, m_off_col = 0, m_off_dl = 0, m_off_ds = 0;  // shared-memory carve-up, bytes
+  bool mma() const { return std::holds_alternative<MmaBackwardPlan>(kernels); }
+  const MmaBackwardPlan* mma_plan() const { return std::get_if<MmaBackwardPlan>(&kernels); }
+  const ScalarBackwardPlan* scalar_plan() const { return std::get_if<ScalarBackwardPlan>(&kernels); }
 };
 
 // What the planner needs to know about the device. The caller queries it

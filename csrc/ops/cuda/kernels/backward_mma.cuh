@@ -54,16 +54,7 @@ namespace adaptive_conv_ext {
 namespace cuda {
 namespace {
 
-// The gradients a fused backward kernel produces (template argument kGrads, a bit set).
-enum BwdGrads : int { kBwdInput = 1, kBwdWeight = 2, kBwdBoth = 3 };
-
-struct BwdMmaCfg {
-  int toh, tow, P, Pp, bh, bw, box, tiles_h, tiles_w;
-  int oct, rounds, splits, work_items;
-  int off_q, off_col, off_dl, off_ds;  // bytes from the start of shared memory (dQ accumulator at 0)
-  int dx_mode, dw_mode;        // DxMode, DwMode
-  long long items;             // C * splits
-};
+// BwdGrads (the gradients a variant produces) and BwdMmaCfg: configs.h.
 
 // tanh of the backward: packed tanh.approx.{f16,bf16}x2 when true, else tanh.approx.f32 of
 // each fp32 sigma. Chosen per dtype from the emulated gradient errors (testing/

@@ -1,6 +1,5 @@
-// Shared by every CUDA kernel of adaptive_conv2d: the launch macro, block size, the geometry
-// and per-kernel configurations as the kernels see them, and scalar helpers (conversions,
-// index peeling, fma, tanh).
+// Shared by every CUDA kernel of adaptive_conv2d: the launch macro, register caps, and scalar
+// helpers (conversions, index peeling, fma, tanh). The configurations are in configs.h.
 #pragma once
 
 #include <algorithm>
@@ -8,6 +7,7 @@
 #include <type_traits>
 
 #include "../adaptive_conv2d_kernels.cuh"
+#include "configs.h"
 
 // Every launch goes through this macro so that testing/emulate_kernels.cpp can run the
 // very same kernels on the CPU (one thread per CUDA thread) where no GPU is available.
@@ -20,8 +20,6 @@ namespace adaptive_conv_ext {
 namespace cuda {
 namespace {
 
-constexpr int kThreads = 256;  // threads per block, and the most output pixels per tile
-constexpr int64_t kDefaultSmem = 48 * 1024;  // what a block gets without opting in
 constexpr int64_t kMaxGridBlocks = (int64_t(1) << 31) - 1;
 
 // ---------------------------------------------------------------------------------------
@@ -29,7 +27,7 @@ constexpr int64_t kMaxGridBlocks = (int64_t(1) << 31) - 1;
 // blocks of kThreads per SM) caps registers at 65536 / (256 n): n = 4 -> 64, 3 -> 80,
 // 2 -> 128, 1 -> 255. Without it ptxas picked caps of its own and spilled in 13 kernels.
 // Each value is the most blocks per SM (occupancy) at which ptxas (nvcc 13.0) spills
-// nothing for that architecture (.ci/sass_check.py asserts 0 spill bytes); 4 is also all
+// nothing for that architecture (benchmarks/sass.py asserts 0 spill bytes); 4 is also all
 // the planner's default 48 KB of shared memory per block lets an SM hold.
 enum class ScalarKernel { kForward, kGradInput, kGradWeight };
 #if defined(__CUDA_ARCH__)
@@ -49,40 +47,6 @@ constexpr int scalar_min_blocks(ScalarKernel kind, int kh) {
   }
   return 1;
 }
-
-// ---------------------------------------------------------------------------------------
-// Geometry as the kernels see it (32-bit: the planner checks every value fits).
-struct Geom {
-  int N, C, H, W, O, G, Cg, Og;
-  int kH, kW, T, Tp;
-  int sH, sW, pH, pW, dH, dW;
-  int Ho, Wo;
-};
-
-struct FwdCfg {
-  int toh, tow, P, bh, bw, box, tiles_h, tiles_w;
-  int oct, n_ot, cch, tt;
-  int off_beta, off_box, off_y;
-  int q_rows, q_shared;  // tensor-core kernel: packed B rows per channel, shared last-tap tile
-  unsigned q_rows_m, q_tr_m;  // div_magic of q_rows and of the rows per output channel
-  long long items;
-};
-
-struct DxCfg {
-  int toh, tow, P, bh, bw, box, tiles_h, tiles_w;
-  int oq, tt;
-  int off_beta, off_box, off_dbox, off_dxt, off_dxp;
-  int mode;  // DxMode
-  long long items;
-};
-
-struct DwCfg {
-  int toh, tow, P, bh, bw, box, tiles_h, tiles_w;
-  int oq, n_ot, tt, n_tc, ncg, jobs, ks, rs;
-  int off_beta, off_box, off_xcol, off_ds;
-  int mode;  // DwMode
-  long long splits, work_items, items;
-};
 
 // ---------------------------------------------------------------------------------------
 // Scalar helpers.
@@ -141,9 +105,7 @@ __device__ __forceinline__ int peel(long long& r, int d) {
 // Division by a launch constant d as one multiply-high: r / d == div_by_magic(r, div_magic(d))
 // for 0 <= r < 2^31 / d (with m = ceil(2^31 / d) = (2^31 + e) / d, e < d, the error term
 // r e / (d 2^31) stays below 1 / d). A runtime 32-bit division is ~15 SASS instructions.
-__host__ __device__ inline unsigned div_magic(unsigned d) {
-  return static_cast<unsigned>(((1ull << 31) + d - 1) / d);
-}
+// (div_magic, host and device: configs.h)
 __device__ __forceinline__ int div_by_magic(int r, unsigned m) {
 #if defined(__CUDA_ARCH__)
   return static_cast<int>(__umulhi(2u * static_cast<unsigned>(r), m));

@@ -36,13 +36,7 @@ namespace adaptive_conv_ext {
 namespace cuda {
 namespace {
 
-constexpr int kMmaWarps = kThreads / 32;
-constexpr int kMmaPixels = kMmaWarps * 16;  // output pixels per block (one m16 tile per warp)
-constexpr int kMmaOct = 8;                  // most output channels per block (register arrays)
-constexpr int kMmaMaxKs = 4;                // K = T + 1 <= 64: kernels up to 7x7 (T = 49)
-
-__host__ __device__ constexpr int mma_k(int ks) { return 16 * ks; }       // padded K (= padded N)
-__host__ __device__ constexpr int mma_row(int ks) { return 16 * ks + 8; }  // Q row stride, elements
+// kMmaWarps, kMmaPixels, kMmaOct, kMmaMaxKs, mma_k, mma_row, mma_q_rows, mma_q_chunk: configs.h.
 
 // The constants 1 (beta column) and 0 (padding columns) after each staged channel's box.
 template <typename scalar_t>
@@ -130,17 +124,6 @@ __device__ __forceinline__ void stage_box_mma(scalar_t* __restrict__ xs, const s
       soff += swrap;
     }
   }
-}
-
-// Rows of the packed B operands per (group, output-channel block, input channel): oct
-// matrices of Tr rows (Tr = T - 1 with the shared last-tap tile, else T), then the shared
-// tile's 8 rows (output channel j, tap T - 1). Each row is 16 KS elements (K).
-__host__ __device__ constexpr int mma_q_rows(int oct, int T, bool shared) {
-  return shared ? oct * (T - 1) + 8 : oct * T;
-}
-// Shared memory of one staged input channel's B operands, elements.
-__host__ __device__ constexpr int mma_q_chunk(int ks, int oct, bool shared) {
-  return (oct * mma_k(ks) + (shared ? 8 : 0)) * mma_row(ks);
 }
 
 // Builds the packed B operands of every (group, output-channel block, input channel): packed

@@ -1,17 +1,68 @@
 // Host-side planner: tiles, shared-memory carve-up, workspaces, index width and which
 // kernel runs, for one call on a device described by DeviceLimits (a pure function: the
-// caller queries the device). Included once, by adaptive_conv2d_kernels.cu (and through it
-// by the CPU emulation and its plan printer).
+// caller queries the device), with every kernel's configuration struct (configs.h) filled
+// in. Included once, by planner.cu (and through it by the CPU emulation and its plan
+// printer); it includes no kernel.
 #pragma once
 
+#include <algorithm>
+#include <climits>
+#include <cstdio>
 #include <vector>
 
-#include "launchers.cuh"
+#include "../adaptive_conv2d_kernels.cuh"
 
 namespace adaptive_conv_ext {
 namespace cuda {
 
 namespace {
+
+// A block of output pixels (one pixel per thread) and the input box, halo
+// included, that its patches read: bh x bw input rows x columns.
+struct TileGeom {
+  int toh = 1, tow = 1;  // output tile height, width (toh * tow <= threads)
+  int bh = 1, bw = 1;    // input box height, width
+  int64_t tiles_h = 1, tiles_w = 1;
+};
+
+// The tile fields every kernel configuration shares.
+template <typename Cfg>
+void set_tile(Cfg* c, const TileGeom& t) {
+  c->toh = t.toh;
+  c->tow = t.tow;
+  c->P = t.toh * t.tow;
+  c->bh = t.bh;
+  c->bw = t.bw;
+  c->box = t.bh * t.bw;
+  c->tiles_h = static_cast<int>(t.tiles_h);
+  c->tiles_w = static_cast<int>(t.tiles_w);
+}
+
+// The geometry as the kernels see it; vec: accumulators per 16 bytes (row padding of Tp).
+Geom make_geom(const AdaptiveConvShape& s, int64_t vec) {
+  Geom g;
+  g.N = static_cast<int>(s.N);
+  g.C = static_cast<int>(s.C);
+  g.H = static_cast<int>(s.H);
+  g.W = static_cast<int>(s.W);
+  g.O = static_cast<int>(s.O);
+  g.G = static_cast<int>(s.groups);
+  g.Cg = static_cast<int>(s.C / s.groups);
+  g.Og = static_cast<int>(s.O / s.groups);
+  g.kH = static_cast<int>(s.kH);
+  g.kW = static_cast<int>(s.kW);
+  g.T = static_cast<int>(s.kH * s.kW);
+  g.Tp = static_cast<int>(align_up(s.kH * s.kW, vec));
+  g.sH = static_cast<int>(s.sH);
+  g.sW = static_cast<int>(s.sW);
+  g.pH = static_cast<int>(s.pH);
+  g.pW = static_cast<int>(s.pW);
+  g.dH = static_cast<int>(s.dH);
+  g.dW = static_cast<int>(s.dW);
+  g.Ho = static_cast<int>(s.Ho);
+  g.Wo = static_cast<int>(s.Wo);
+  return g;
+}
 
 int64_t esize_of(DType t) { return t == DType::kFloat64 ? 8 : 4; }  // accumulator bytes
 int64_t pow2ceil(int64_t v) {
@@ -24,10 +75,13 @@ bool static_size(const AdaptiveConvShape& s) {
   return s.kH == s.kW && (s.kH == 3 || s.kH == 5 || s.kH == 7);
 }
 
-// The tensor-core kernels' variant for T taps: T = 8 tail + 1 at compile time for the odd
-// square kernels (1x1, 3x3, 5x5, 7x7), -1 (any T) otherwise.
-int mma_tail_of(int64_t T) { return T == 1 || T == 9 || T == 25 || T == 49 ? static_cast<int>((T - 1) / 8) : -1; }
-int static_aw(int64_t k) { return k == 3 ? 9 : (k == 5 ? 25 : 28); }  // 28: 7x7 in two column groups
+// The tensor-core kernels' variant for T taps: T = 8 tail + 1 at compile time where
+// MmaVariants (configs.h) has that variant (the odd square kernels 1x1, 3x3, 5x5, 7x7), -1
+// (any T) otherwise.
+int mma_tail_of(int64_t T) {
+  const int tail = static_cast<int>((T - 1) / 8);
+  return (T - 1) % 8 == 0 && has_mma_variant(static_cast<int>(ceil_div(T + 1, 16)), tail) ? tail : -1;
+}
 
 // The planner's view of the device: what the caller passed, clamped to what every kernel
 // may assume (at least one SM and the default 48 KB of shared memory per block).
@@ -197,7 +251,7 @@ bool search_plans(int64_t T, const std::vector<TileGeom>& tiles, const std::vect
 // The tensor-core forward (kernels/forward_mma.cuh): float16/bfloat16, 32-bit indexing,
 // T + 1 <= 64. Shared memory (16-bit elements): Q [cch][oct][16 ks][16 ks + 8] (+ the shared
 // last-tap tile [8][16 ks + 8] per channel) | box [cch][bh * bw + 2]. The shared tile is
-// used for the odd square kernels (the kTail variants of launchers.cuh: T = 1, 9, 25, 49)
+// used for the odd square kernels (the tail >= 0 variants of MmaVariants: T = 1, 9, 25, 49)
 // with 2 or more output channels per block. Returns false when it does not apply or nothing
 // fits (the caller then plans the scalar kernels).
 bool plan_forward_mma(const AdaptiveConvShape& s, const DevLimits& dl, ForwardPlan* plan) {
@@ -205,6 +259,7 @@ bool plan_forward_mma(const AdaptiveConvShape& s, const DevLimits& dl, ForwardPl
   if (T + 1 > mma_k(kMmaMaxKs)) return false;
   const int ks = static_cast<int>(ceil_div(T + 1, 16));
   const bool odd_square = mma_tail_of(T) >= 0;
+  if (!has_mma_variant(ks, mma_tail_of(T))) return false;
   const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, kMmaOct));
   auto bytes_of = [&](const TileGeom& t, int64_t oct, int64_t cch) {
     const bool shared = odd_square && oct >= 2;
@@ -218,20 +273,27 @@ bool plan_forward_mma(const AdaptiveConvShape& s, const DevLimits& dl, ForwardPl
     const bool shared = odd_square && oct >= 2;
     const int64_t rows = mma_q_rows(static_cast<int>(oct), static_cast<int>(T), shared);
     if (cch * rows * rows >= (int64_t(1) << 31)) return false;  // stage_packed_q's div_by_magic range
-    plan->tile = t;
-    plan->oct = static_cast<int>(oct);
-    plan->cch = static_cast<int>(cch);
-    plan->tt = static_cast<int>(T);
+    FwdCfg& c = plan->cfg;
+    set_tile(&c, t);
+    c.oct = static_cast<int>(oct);
+    c.n_ot = static_cast<int>(ceil_div(Og, oct));
+    c.cch = static_cast<int>(cch);
+    c.tt = static_cast<int>(T);
+    c.off_beta = 0;
+    c.off_box = static_cast<int>(align_up(cch * mma_q_chunk(ks, static_cast<int>(oct), shared), 8));
+    c.off_y = 0;
+    c.q_rows = static_cast<int>(rows);
+    c.q_shared = shared ? 1 : 0;
+    c.q_rows_m = div_magic(static_cast<unsigned>(rows));
+    c.q_tr_m = div_magic(static_cast<unsigned>(std::max<int64_t>(1, shared ? T - 1 : T)));
+    c.items = s.N * s.groups * c.n_ot * t.tiles_h * t.tiles_w;
     plan->static_taps = false;
     plan->mma = true;
     plan->mma_ks = ks;
     plan->mma_tail = mma_tail_of(T);
     plan->q_last_shared = shared;
-    plan->q_pack_elems = s.groups * ceil_div(Og, oct) * Cg * rows * mma_k(ks);
+    plan->q_pack_elems = s.groups * c.n_ot * Cg * rows * mma_k(ks);
     plan->smem_bytes = static_cast<int>(bytes_of(t, oct, cch));
-    plan->off_beta = 0;
-    plan->off_box = align_up(cch * mma_q_chunk(ks, static_cast<int>(oct), shared), 8);
-    plan->off_y = 0;
     plan->use_int64 = false;
     return true;
   });
@@ -295,6 +357,7 @@ bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool nee
   const int64_t T = s.kH * s.kW, Cg = s.C / s.groups, Og = s.O / s.groups;
   if (!dl.tensor_cores || T + 1 > mma_k(kMmaMaxKs) || Og < 1 || Cg < 1) return false;
   const int64_t ks = ceil_div(T + 1, 16);
+  if (!has_mma_variant(static_cast<int>(ks), mma_tail_of(T))) return false;
   const int64_t row = mma_row(static_cast<int>(ks)), kk = mma_k(static_cast<int>(ks));
   const int64_t dq_bytes = need_weight ? align_up(Og * T * (T + 1) * 4, 16) : 0;
   const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, kMmaOct));
@@ -307,21 +370,23 @@ bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool nee
     off_ds = off_dl + (need_weight ? align_up(kMmaOct * (pp + 8) * 2, 16) : 0);
     return off_ds + align_up(std::max(need_weight ? oct * pp * row * 2 : 0, need_input ? T * pp * 4 : 0), 16);
   };
+  MmaBackwardPlan m;
+  TileGeom tile;
   const bool found = search_plans(T, tile_sequence(s, kMmaPixels), bwd_mma_budgets(dl), oct_max,
                                   [&](const TileGeom& t, int64_t budget, int64_t oct, int64_t tt) {
     if (tt != T || bytes_of(t, oct) > budget) return false;
-    plan->xtile = t;
-    plan->m_oct = static_cast<int>(oct);
-    plan->m_rounds = static_cast<int>(ceil_div(Og, oct));
-    plan->m_smem = static_cast<int>(bytes_of(t, oct));
-    plan->m_off_q = static_cast<int>(off_q);
-    plan->m_off_col = static_cast<int>(off_col);
-    plan->m_off_dl = static_cast<int>(off_dl);
-    plan->m_off_ds = static_cast<int>(off_ds);
+    tile = t;
+    m.cfg.oct = static_cast<int>(oct);
+    m.cfg.rounds = static_cast<int>(ceil_div(Og, oct));
+    m.smem = static_cast<int>(bytes_of(t, oct));
+    m.cfg.off_q = static_cast<int>(off_q);
+    m.cfg.off_col = static_cast<int>(off_col);
+    m.cfg.off_dl = static_cast<int>(off_dl);
+    m.cfg.off_ds = static_cast<int>(off_ds);
     return true;
   });
   if (!found) return false;
-  const TileGeom& t = plan->xtile;
+  const TileGeom& t = tile;
   const int64_t work = s.N * t.tiles_h * t.tiles_w;
   const int64_t E = s.O * Cg * T * T, Eb = s.O * Cg * T;
   const int64_t dx_ws = need_input ? plan_dx_reduction(s, t, deterministic, plan) : 0;
@@ -338,16 +403,25 @@ bool plan_backward_mma(const AdaptiveConvShape& s, const DevLimits& dl, bool nee
                    int64_t(t.tiles_h) * t.tiles_w * s.N * (int64_t(t.bh) * t.bw)})) {
     return false;
   }
+  set_tile(&m.cfg, t);
+  set_tile(&m.gather, t);
+  m.cfg.Pp = static_cast<int>(align_up(m.cfg.P, 16));
+  m.cfg.splits = static_cast<int>(plan->w_splits);
+  m.cfg.work_items = static_cast<int>(work);
+  m.cfg.dx_mode = static_cast<int>(plan->dx_mode);
+  m.cfg.dw_mode = static_cast<int>(plan->dw_mode);
+  m.cfg.items = s.C * plan->w_splits;
+  m.grads = (need_input ? kBwdInput : 0) | (need_weight ? kBwdWeight : 0);
+  m.ks = static_cast<int>(ks);
+  m.tail = mma_tail_of(T);
   plan->need_input = need_input;
   plan->need_weight = need_weight;
   plan->deterministic = deterministic;
-  plan->mma = true;
-  plan->mma_ks = static_cast<int>(ks);
-  plan->mma_tail = mma_tail_of(T);
   plan->dx_ws_elems = dx_ws;
   plan->dw_ws_elems = dw_ws;
   plan->dkb_ws_elems = dkb_ws;
   plan->use_int64 = false;
+  plan->kernels = m;
   return true;
 }
 
@@ -370,6 +444,7 @@ bool plan_forward(DType dtype, const AdaptiveConvShape& s, const DeviceLimits& l
   const int64_t Cg = s.C / s.groups, Og = s.O / s.groups;
   const int64_t oct_max = std::max<int64_t>(1, std::min<int64_t>(Og, 8));
   *plan = ForwardPlan();
+  plan->geom = make_geom(s, vec);
   const bool sixteen_bit = dtype == DType::kFloat16 || dtype == DType::kBFloat16;
   if (allow_mma && sixteen_bit && !use_int64 && dl.tensor_cores && plan_forward_mma(s, dl, plan)) return true;
   const auto tiles = tile_sequence(s);
@@ -393,15 +468,18 @@ bool plan_forward(DType dtype, const AdaptiveConvShape& s, const DeviceLimits& l
       while (cch < std::min<int64_t>(Cg, 16) && layout(t, oct, cch + 1, tt, &ob, &ox, &oy) <= budget) ++cch;
     }
     const int64_t bytes = layout(t, oct, cch, tt, &ob, &ox, &oy);
-    plan->tile = t;
-    plan->oct = static_cast<int>(oct);
-    plan->cch = static_cast<int>(cch);
-    plan->tt = static_cast<int>(tt);
+    FwdCfg& c = plan->cfg;
+    set_tile(&c, t);
+    c.oct = static_cast<int>(oct);
+    c.n_ot = static_cast<int>(ceil_div(Og, oct));
+    c.cch = static_cast<int>(cch);
+    c.tt = static_cast<int>(tt);
+    c.off_beta = static_cast<int>(ob);
+    c.off_box = static_cast<int>(ox);
+    c.off_y = static_cast<int>(oy);
+    c.items = s.N * s.groups * c.n_ot * t.tiles_h * t.tiles_w;
     plan->static_taps = allow_static && static_size(s) && tt == T;
     plan->smem_bytes = static_cast<int>(bytes);
-    plan->off_beta = ob;
-    plan->off_box = ox;
-    plan->off_y = oy;
     plan->use_int64 = use_int64;
     return true;
   });
@@ -426,9 +504,11 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
   plan->deterministic = deterministic;
   int64_t dx_ws = 0, dw_ws = 0, dkb_ws = 0;
   const int64_t E = s.O * Cg * T * T, Eb = s.O * Cg * T;
+  ScalarBackwardPlan sp;
 
   if (need_input) {
     const int64_t oq_max = std::max<int64_t>(1, std::min<int64_t>(Og, 8));
+    TileGeom tile;
     const bool found = search_plans(T, tiles, bud, oq_max, [&](const TileGeom& t, int64_t budget, int64_t oq, int64_t tt) {
       const int64_t P = int64_t(t.toh) * t.tow, box = int64_t(t.bh) * t.bw;
       const bool st = allow_static && static_size(s) && tt == T;
@@ -439,31 +519,36 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
       const int64_t op = ot + P * Tp;
       const int64_t bytes = (op + (st ? 0 : P * Tp)) * es;
       if (bytes > budget) return false;
-      plan->xtile = t;
-      plan->x_oq = static_cast<int>(oq);
-      plan->x_tt = static_cast<int>(tt);
-      plan->x_static = st;
-      plan->x_smem = static_cast<int>(bytes);
-      plan->x_off_beta = ob;
-      plan->x_off_box = ox;
-      plan->x_off_dbox = od;
-      plan->x_off_dxt = ot;
-      plan->x_off_dxp = op;
+      tile = t;
+      DxCfg& c = sp.dx;
+      c.oq = static_cast<int>(oq);
+      c.tt = static_cast<int>(tt);
+      c.off_beta = static_cast<int>(ob);
+      c.off_box = static_cast<int>(ox);
+      c.off_dbox = static_cast<int>(od);
+      c.off_dxt = static_cast<int>(ot);
+      c.off_dxp = static_cast<int>(op);
+      sp.dx_static = st;
+      sp.dx_smem = static_cast<int>(bytes);
       return true;
     });
     if (!found) {
       *why = "the dilated kernel is too large for the shared memory of this GPU (grad_input; " + shape_text(s) + ")";
       return false;
     }
-    dx_ws = plan_dx_reduction(s, plan->xtile, deterministic, plan);  // one block per (n, c, tile)
+    dx_ws = plan_dx_reduction(s, tile, deterministic, plan);  // one block per (n, c, tile)
+    set_tile(&sp.dx, tile);
+    sp.dx.mode = static_cast<int>(plan->dx_mode);
+    sp.dx.items = s.N * s.C * tile.tiles_h * tile.tiles_w;
   }
 
   if (need_weight) {
     const int64_t oq_max = std::max<int64_t>(1, std::min<int64_t>(Og, 32));
+    TileGeom tile;
     const bool found = search_plans(T, tiles, bud, oq_max, [&](const TileGeom& t, int64_t budget, int64_t oq, int64_t tt) {
       const int64_t P = int64_t(t.toh) * t.tow, box = int64_t(t.bh) * t.bw;
       const bool st = allow_static && static_size(s) && tt == T;
-      const int64_t aw = st ? static_aw(s.kH) : 8;
+      const int64_t aw = dw_columns(st ? static_cast<int>(s.kH) : 0);
       const int64_t ncg = ceil_div(T, aw);
       const int64_t jobs = oq * tt * ncg;
       if (jobs > kThreads) return false;
@@ -476,35 +561,44 @@ bool plan_backward_impl(DType dtype, const AdaptiveConvShape& s, bool need_input
       const int64_t tail = std::max((P * Tp + P * rs) * es, ks * jobs * (aw + 1) * 8);
       const int64_t bytes = oc * es + align_up(tail, 16);
       if (bytes > budget) return false;
-      plan->wtile = t;
-      plan->w_oq = static_cast<int>(oq);
-      plan->w_tt = static_cast<int>(tt);
-      plan->w_aw = static_cast<int>(aw);
-      plan->w_ncg = static_cast<int>(ncg);
-      plan->w_jobs = static_cast<int>(jobs);
-      plan->w_ks = static_cast<int>(ks);
-      plan->w_rs = static_cast<int>(rs);
-      plan->w_static = st;
-      plan->w_smem = static_cast<int>(bytes);
-      plan->w_off_beta = ob;
-      plan->w_off_box = ox;
-      plan->w_off_xcol = oc;
-      plan->w_off_ds = od;
+      tile = t;
+      DwCfg& c = sp.dw;
+      c.oq = static_cast<int>(oq);
+      c.tt = static_cast<int>(tt);
+      c.ncg = static_cast<int>(ncg);
+      c.jobs = static_cast<int>(jobs);
+      c.ks = static_cast<int>(ks);
+      c.rs = static_cast<int>(rs);
+      c.off_beta = static_cast<int>(ob);
+      c.off_box = static_cast<int>(ox);
+      c.off_xcol = static_cast<int>(oc);
+      c.off_ds = static_cast<int>(od);
+      sp.dw_aw = static_cast<int>(aw);
+      sp.dw_static = st;
+      sp.dw_smem = static_cast<int>(bytes);
       return true;
     });
     if (!found) {
       *why = "the dilated kernel is too large for the shared memory of this GPU (grad_weight; " + shape_text(s) + ")";
       return false;
     }
-    const TileGeom& t = plan->wtile;
-    const int64_t base = ceil_div(Og, plan->w_oq) * ceil_div(T, plan->w_tt) * s.C;
-    plan_dw_reduction(base, s.N * t.tiles_h * t.tiles_w, dl.sms, deterministic, E, Eb, plan, &dw_ws, &dkb_ws);
+    DwCfg& c = sp.dw;
+    set_tile(&c, tile);
+    c.n_ot = static_cast<int>(ceil_div(Og, c.oq));
+    c.n_tc = static_cast<int>(ceil_div(T, c.tt));
+    const int64_t base = int64_t(c.n_ot) * c.n_tc * s.C;
+    c.work_items = s.N * tile.tiles_h * tile.tiles_w;
+    plan_dw_reduction(base, c.work_items, dl.sms, deterministic, E, Eb, plan, &dw_ws, &dkb_ws);
+    c.mode = static_cast<int>(plan->dw_mode);
+    c.splits = plan->w_splits;
+    c.items = base * c.splits;
   }
 
   plan->dx_ws_elems = dx_ws;
   plan->dw_ws_elems = dw_ws;
   plan->dkb_ws_elems = dkb_ws;
   plan->use_int64 = needs_int64({s.N * s.C * s.H * s.W, s.N * s.O * s.Ho * s.Wo, E, dx_ws, dw_ws});
+  plan->kernels = sp;
   return true;
 }
 
@@ -519,12 +613,20 @@ bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, boo
   }
   const DevLimits dl = dev_limits(limits);
   const bool sixteen_bit = dtype == DType::kFloat16 || dtype == DType::kBFloat16;
+  const int64_t E = s.O * (s.C / s.groups) * s.kH * s.kW * s.kH * s.kW;
+  // Every plan: the geometry and the sizes of the gather / split reduction.
+  auto finish = [&] {
+    plan->geom = make_geom(s, 16 / esize_of(dtype));
+    plan->dx_elems = s.N * s.C * s.H * s.W;
+    plan->dkb_elems = s.O * (s.C / s.groups) * s.kH * s.kW;
+    plan->dw_elems = E;
+    return true;
+  };
   *plan = BackwardPlan();
   if (allow_mma && sixteen_bit && (need_input || need_weight)) {
-    if (plan_backward_mma(s, dl, need_input, need_weight, deterministic, plan)) return true;
+    if (plan_backward_mma(s, dl, need_input, need_weight, deterministic, plan)) return finish();
     *plan = BackwardPlan();
   }
-  const int64_t E = s.O * (s.C / s.groups) * s.kH * s.kW * s.kH * s.kW;
   const bool big = needs_int64({s.N * s.C * s.H * s.W, s.N * s.O * s.Ho * s.Wo, E});
   // Compile-time-size kernels exist for 32-bit indexing and the non-float64 types only;
   // the workspaces can push a problem to 64-bit indexing, so re-plan without them then.
@@ -532,12 +634,13 @@ bool plan_backward(DType dtype, const AdaptiveConvShape& s, bool need_input, boo
                           !big && dtype != DType::kFloat64, dl, plan, why)) {
     return false;
   }
-  if (plan->use_int64 && (plan->x_static || plan->w_static)) {
+  const ScalarBackwardPlan& sp = std::get<ScalarBackwardPlan>(plan->kernels);
+  if (plan->use_int64 && (sp.dx_static || sp.dw_static)) {
     *plan = BackwardPlan();
     if (!plan_backward_impl(dtype, s, need_input, need_weight, deterministic, false, dl, plan, why)) return false;
     plan->use_int64 = true;  // keep the wide indices even if the generic plan's workspaces shrank
   }
-  return true;
+  return finish();
 }
 
 }  // namespace cuda

@@ -23,8 +23,8 @@
 //                 register i of every lane receives row g, columns 2t, 2t+1 of matrix i;
 //                 .trans: rows 2t, 2t+1 of column g of matrix i instead.
 // Under the CPU emulation (ADAPTIVE_CONV_EMULATION, testing/emu_runtime.h) every function
-// is the warp-wide CPU model in testing/ptx/, which follows the same layouts and is
-// unit-tested against a naive matrix product (testing/test_ptx.cpp).
+// is the warp-wide CPU model in testing/ptx/ (behind testing/ptx/emulation.h), which follows
+// the same layouts and is unit-tested against a naive matrix product (testing/test_ptx.cpp).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -79,13 +79,13 @@ __device__ __forceinline__ float hi_float(uint32_t r) {
 }  // namespace cuda
 }  // namespace adaptive_conv_ext
 
-#ifdef ADAPTIVE_CONV_EMULATION
-#include "../testing/ptx/cp_async.h"
-#include "../testing/ptx/half2_arith.h"
-#include "../testing/ptx/ldmatrix.h"
-#include "../testing/ptx/mma_m16n8k16.h"
-#include "../testing/ptx/shfl.h"
-#include "../testing/ptx/tanh_packed.h"
+// The wrappers. The CPU emulation defines the same functions as warp-wide CPU models
+// (testing/ptx/emulation.h, which it includes before any kernel); this header then
+// declares none, and includes nothing of testing/.
+#if defined(ADAPTIVE_CONV_EMULATION)
+#if !defined(ADAPTIVE_CONV_PTX_MODELS)
+#error "the emulation build includes testing/ptx/emulation.h (the instruction models) before the kernels"
+#endif
 #else
 
 // An instruction the target architecture lacks: the kernel traps (the launch fails with an

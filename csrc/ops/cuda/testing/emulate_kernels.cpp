@@ -1,9 +1,9 @@
 // Runs the CUDA kernels of adaptive_conv2d on the CPU, for machines without a GPU.
 //
 // The kernel source (../kernels/*.cuh and the planner) is compiled as plain C++ on the
-// runtime of emu_runtime.h: every CUDA thread of a block is a std::thread, __syncthreads is
-// a real barrier, the warp-wide PTX instructions of the tensor-core kernels run on their
-// CPU models (testing/ptx/, fragment layouts unit-tested by test_ptx.cpp), dynamic shared
+// runtime of emu_runtime.h: every CUDA thread of a block is a user-space fiber, __syncthreads
+// is a real barrier, the warp-wide PTX instructions of the tensor-core kernels run on their
+// CPU models (testing/ptx/emulation.h, fragment layouts unit-tested by test_ptx.cpp), dynamic shared
 // memory is one buffer poisoned with NaN before each launch, outputs the plan does not zero
 // are poisoned too. Results are compared with a direct float64 evaluation of the SPEC
 // formulas on the (rounded) inputs, at the SPEC tolerances; deterministic mode is run twice
@@ -18,7 +18,7 @@
 //   g++ -std=c++20 -O1 -g -pthread -Wno-subobject-linkage -I/usr/local/cuda/include -Icsrc
 //       csrc/ops/cuda/testing/emulate_kernels.cpp -o /tmp/emulate
 //   /tmp/emulate [quick | mma | mma:<note> | <note>]
-#include "emu_runtime.h"
+#include "ptx/emulation.h"  // the runtime and the PTX instruction models, before the kernels
 
 #include <iostream>
 #include <map>
@@ -32,7 +32,8 @@ int g_sms = 132;
 }  // namespace emu
 
 // --- the code under test ---------------------------------------------------------------
-#include "ops/cuda/adaptive_conv2d_kernels.cu"  // planner + float32 instantiation
+#include "ops/cuda/planner.cu"
+#include "ops/cuda/kernels_f32.cu"
 
 namespace adaptive_conv_ext {
 namespace cuda {
@@ -268,7 +269,7 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& ru
     std::snprintf(info, sizeof info, "fwd[%s tile %dx%d oct %d cch %d %dB]",
                   fp.mma ? (fp.mma_ks == 1 ? "mma k16" : fp.mma_ks == 2 ? "mma k32" : fp.mma_ks == 3 ? "mma k48" : "mma k64")
                          : (fp.static_taps ? "static" : "generic"),
-                  fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.smem_bytes);
+                  fp.cfg.toh, fp.cfg.tow, fp.cfg.oct, fp.cfg.cch, fp.smem_bytes);
     *plan_info = info;
     return r;
   }
@@ -279,8 +280,9 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& ru
     std::printf("plan_backward failed: %s\n", why.c_str());
     std::exit(1);
   }
-  g_last_bwd_mma = bp.mma;
-  if (g_force_int64 && !bp.x_static && !bp.w_static && !bp.mma) bp.use_int64 = true;
+  g_last_bwd_mma = bp.mma();
+  const cu::ScalarBackwardPlan* sbp = bp.scalar_plan();
+  if (g_force_int64 && sbp != nullptr && !sbp->dx_static && !sbp->dw_static) bp.use_int64 = true;
   const int64_t T_ = s.kH * s.kW, Cg = s.C / s.groups;
   // Unrequested gradients: no workspace planned, and their buffers (which the glue leaves
   // null) hold kUntouched, which the caller checks afterwards.
@@ -319,26 +321,26 @@ Grads run_cuda(const Problem& p, bool det, std::string* plan_info, const Run& ru
   for (auto v : gkb) r.dkb.push_back(run.need_weight ? to_double(from_double<T>(v)) : v);
 
   char info[512];
-  if (bp.mma) {
+  if (const cu::MmaBackwardPlan* m = bp.mma_plan()) {
     std::snprintf(info, sizeof info,
                   "fwd[%stile %dx%d oct %d cch %d %dB] bwd[mma%s k%d tile %dx%d oct %d rounds %d splits %lld dx mode %d "
                   "dw mode %d %dB]",
-                  fp.mma ? "mma " : "", fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.smem_bytes,
-                  bp.need_input ? (bp.need_weight ? "" : " input-only") : " weight-only", 16 * bp.mma_ks,
-                  bp.xtile.toh, bp.xtile.tow, bp.m_oct, bp.m_rounds, static_cast<long long>(bp.w_splits),
+                  fp.mma ? "mma " : "", fp.cfg.toh, fp.cfg.tow, fp.cfg.oct, fp.cfg.cch, fp.smem_bytes,
+                  bp.need_input ? (bp.need_weight ? "" : " input-only") : " weight-only", 16 * m->ks,
+                  m->cfg.toh, m->cfg.tow, m->cfg.oct, m->cfg.rounds, static_cast<long long>(bp.w_splits),
                   bp.need_input ? static_cast<int>(bp.dx_mode) : -1, bp.need_weight ? static_cast<int>(bp.dw_mode) : -1,
-                  bp.m_smem);
+                  m->smem);
     *plan_info = info;
     return r;
   }
   std::snprintf(info, sizeof info,
                 "fwd[%stile %dx%d oct %d cch %d tt %d %s %dB] dx[tile %dx%d oq %d tt %d %s mode %d %dB] "
                 "dw[tile %dx%d oq %d tt %d aw %d ks %d splits %lld %s mode %d %dB]",
-                fp.mma ? "mma " : "", fp.tile.toh, fp.tile.tow, fp.oct, fp.cch, fp.tt, fp.static_taps ? "static" : "generic",
-                fp.smem_bytes, bp.xtile.toh, bp.xtile.tow, bp.x_oq, bp.x_tt, bp.x_static ? "static" : "generic",
-                static_cast<int>(bp.dx_mode), bp.x_smem, bp.wtile.toh, bp.wtile.tow, bp.w_oq, bp.w_tt, bp.w_aw,
-                bp.w_ks, static_cast<long long>(bp.w_splits), bp.w_static ? "static" : "generic",
-                static_cast<int>(bp.dw_mode), bp.w_smem);
+                fp.mma ? "mma " : "", fp.cfg.toh, fp.cfg.tow, fp.cfg.oct, fp.cfg.cch, fp.cfg.tt,
+                fp.static_taps ? "static" : "generic", fp.smem_bytes, sbp->dx.toh, sbp->dx.tow, sbp->dx.oq, sbp->dx.tt,
+                sbp->dx_static ? "static" : "generic", static_cast<int>(bp.dx_mode), sbp->dx_smem, sbp->dw.toh,
+                sbp->dw.tow, sbp->dw.oq, sbp->dw.tt, sbp->dw_aw, sbp->dw.ks, static_cast<long long>(bp.w_splits),
+                sbp->dw_static ? "static" : "generic", static_cast<int>(bp.dw_mode), sbp->dw_smem);
   *plan_info = info;
   return r;
 }
@@ -569,7 +571,7 @@ void run_mma_cases(const std::string& arg) {
   turing.arch = 75;
   cu::BackwardPlan bp;
   if (!cu::plan_forward(cu::DType::kFloat16, small, turing, &fp, &why) || fp.mma ||
-      !cu::plan_backward(cu::DType::kBFloat16, small, true, true, false, turing, &bp, &why) || bp.mma) {
+      !cu::plan_backward(cu::DType::kBFloat16, small, true, true, false, turing, &bp, &why) || bp.mma()) {
     std::printf("    planner: sm_75 got a tensor-core plan or none (%s)\n", why.c_str());
     ok = false;
   }
@@ -592,6 +594,34 @@ void check_peel() {
       if (q != r0 % d || r != r0 / d) ++bad;
     }
   if (bad) std::printf("FAIL peel: %d of %zu cases wrong\n", bad, std::size(rs) * std::size(ds));
+  g_failures += bad;
+}
+
+// When no plan fits, the planners say so with a reason that names the shape (the glue raises
+// it as a RuntimeError); the launchers have no error path of their own for it. A 3x3 kernel
+// dilated by 20000 has an input box of 40001 x 40001 cells for even a 1x1 tile.
+void check_refusals() {
+  const Case c{1, 1, 1, 8, 8, 3, 3, 1, 1, 20000, 20000, 20000, 20000, 1, true, false, 132, 48 * 1024, "refused"};
+  const AdaptiveConvShape s = make_shape(c);
+  int bad = 0;
+  for (const cu::DType dt : {cu::DType::kFloat32, cu::DType::kFloat16}) {
+    std::string why;
+    cu::ForwardPlan fp;
+    if (cu::plan_forward(dt, s, emulated_limits(), &fp, &why) || why.find("input 1 x 1 x 8 x 8") == std::string::npos) {
+      std::printf("    plan_forward: planned %d, reason \"%s\"\n", why.empty(), why.c_str());
+      ++bad;
+    }
+    for (const bool ni : {true, false}) {
+      why.clear();
+      cu::BackwardPlan bp;
+      if (cu::plan_backward(dt, s, ni, !ni, false, emulated_limits(), &bp, &why) ||
+          why.find("dilation 20000 x 20000") == std::string::npos) {
+        std::printf("    plan_backward: planned %d, reason \"%s\"\n", why.empty(), why.c_str());
+        ++bad;
+      }
+    }
+  }
+  std::printf("%s planner: no plan fits -> false and a reason naming the shape\n", bad ? "FAIL" : "ok  ");
   g_failures += bad;
 }
 
@@ -643,7 +673,8 @@ std::string type_name(cu::DType t) {
   return "?";
 }
 
-std::string tile_json(const cu::TileGeom& t) {
+template <typename Cfg>  // the tile fields of a kernel configuration
+std::string tile_json(const Cfg& t) {
   char b[160];
   std::snprintf(b, sizeof b, "{\"toh\": %d, \"tow\": %d, \"bh\": %d, \"bw\": %d, \"tiles_h\": %lld, \"tiles_w\": %lld}",
                 t.toh, t.tow, t.bh, t.bw, static_cast<long long>(t.tiles_h), static_cast<long long>(t.tiles_w));
@@ -682,7 +713,6 @@ std::string plan_request(const std::string& line) {
   c.groups = static_cast<int>(num("groups", 1));
   const AdaptiveConvShape s = make_shape(c);
   const std::string t = type_name(dt), grads = kv.count("grads") ? kv["grads"] : "none";
-  const int64_t T = s.kH * s.kW;
   std::string why, out;
   char b[1024];
   if (grads == "none") {
@@ -701,9 +731,8 @@ std::string plan_request(const std::string& line) {
     std::snprintf(b, sizeof b,
                   "{\"pass\": \"forward\", \"kernels\": [%s], \"mma\": %s, \"ks\": %d, \"tail\": %d, \"tile\": %s, "
                   "\"oct\": %d, \"cch\": %d, \"q_last_shared\": %s, \"q_rows\": %d, \"smem\": %d}",
-                  kernels.c_str(), fp.mma ? "true" : "false", fp.mma_ks, fp.mma_tail, tile_json(fp.tile).c_str(), fp.oct,
-                  fp.cch, fp.q_last_shared ? "true" : "false",
-                  fp.mma ? cu::mma_q_rows(fp.oct, static_cast<int>(T), fp.q_last_shared) : 0, fp.smem_bytes);
+                  kernels.c_str(), fp.mma ? "true" : "false", fp.mma_ks, fp.mma_tail, tile_json(fp.cfg).c_str(),
+                  fp.cfg.oct, fp.cfg.cch, fp.q_last_shared ? "true" : "false", fp.mma ? fp.cfg.q_rows : 0, fp.smem_bytes);
     return b;
   }
   if (grads != "input" && grads != "weight" && grads != "both") return "{\"error\": \"grads must be none, input, weight or both\"}";
@@ -712,33 +741,40 @@ std::string plan_request(const std::string& line) {
   if (!cu::plan_backward(dt, s, ni, nw, num("det", 0) != 0, lim, &bp, &why)) return "{\"error\": \"" + why + "\"}";
   const char* idx = bp.use_int64 ? "long" : "int";
   std::vector<std::string> ks;
-  if (bp.mma) {
-    const int g = (ni ? cu::kBwdInput : 0) | (nw ? cu::kBwdWeight : 0);
-    ks.push_back("bwd_mma<" + t + ", " + std::to_string(bp.mma_ks) + ", " + std::to_string(bp.mma_tail) + ", " +
-                 std::to_string(g) + ">");
+  const cu::MmaBackwardPlan* m = bp.mma_plan();
+  const cu::ScalarBackwardPlan* sp = bp.scalar_plan();
+  if (m != nullptr) {
+    ks.push_back("bwd_mma<" + t + ", " + std::to_string(m->ks) + ", " + std::to_string(m->tail) + ", " +
+                 std::to_string(m->grads) + ">");
   } else {
     const int k = static_cast<int>(s.kH);
     if (ni) {
-      const int kk = bp.x_static ? k : 0;
+      const int kk = sp->dx_static ? k : 0;
       ks.push_back("bwd_input<" + t + ", " + idx + ", " + std::to_string(kk) + ", " + std::to_string(kk) + ">");
     }
     if (nw) {
-      const int kk = bp.w_static ? k : 0;
+      const int kk = sp->dw_static ? k : 0;
       ks.push_back("bwd_weight<" + t + ", " + idx + ", " + std::to_string(kk) + ", " + std::to_string(kk) + ", " +
-                   std::to_string(bp.w_aw) + ">");
+                   std::to_string(sp->dw_aw) + ">");
     }
   }
-  if (ni && bp.dx_mode == cu::DxMode::kWorkspace) ks.push_back(std::string("gather_dx<") + (dt == cu::DType::kFloat64 ? "double" : "float") + ", " + (bp.mma ? "int" : idx) + ">");
+  if (ni && bp.dx_mode == cu::DxMode::kWorkspace) {
+    ks.push_back(std::string("gather_dx<") + (dt == cu::DType::kFloat64 ? "double" : "float") + ", " +
+                 (m != nullptr ? "int" : idx) + ">");
+  }
   if (nw && bp.dw_mode == cu::DwMode::kWorkspace) ks.push_back("reduce_splits");
   std::string kernels;
   for (const auto& k : ks) kernels += (kernels.empty() ? "\"" : ", \"") + k + "\"";
+  // The scalar plan's tile: grad_input's when it runs, else grad_weight's.
+  const std::string tile = m != nullptr ? tile_json(m->cfg) : ni ? tile_json(sp->dx) : tile_json(sp->dw);
   std::snprintf(b, sizeof b,
                 "{\"pass\": \"backward\", \"kernels\": [%s], \"mma\": %s, \"need_input\": %s, \"need_weight\": %s, "
                 "\"ks\": %d, \"tail\": %d, \"tile\": %s, \"oct\": %d, \"rounds\": %d, \"smem\": %d, \"splits\": %lld, "
                 "\"dx_mode\": %d, \"dw_mode\": %d, \"dx_ws_elems\": %lld, \"dw_ws_elems\": %lld}",
-                kernels.c_str(), bp.mma ? "true" : "false", ni ? "true" : "false", nw ? "true" : "false", bp.mma_ks,
-                bp.mma_tail, tile_json(bp.mma || ni ? bp.xtile : bp.wtile).c_str(), bp.m_oct, bp.m_rounds,
-                bp.mma ? bp.m_smem : std::max(ni ? bp.x_smem : 0, nw ? bp.w_smem : 0),
+                kernels.c_str(), m != nullptr ? "true" : "false", ni ? "true" : "false", nw ? "true" : "false",
+                m != nullptr ? m->ks : 0, m != nullptr ? m->tail : -1, tile.c_str(), m != nullptr ? m->cfg.oct : 1,
+                m != nullptr ? m->cfg.rounds : 1,
+                m != nullptr ? m->smem : std::max(ni ? sp->dx_smem : 0, nw ? sp->dw_smem : 0),
                 static_cast<long long>(bp.w_splits), ni ? static_cast<int>(bp.dx_mode) : -1,
                 nw ? static_cast<int>(bp.dw_mode) : -1, static_cast<long long>(bp.dx_ws_elems),
                 static_cast<long long>(bp.dw_ws_elems));
@@ -756,6 +792,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   check_peel();
+  check_refusals();
   const bool quick = arg == "quick";
   if (arg.rfind("mma", 0) == 0 || arg.rfind("bwdmma", 0) == 0) {  // "mma[:<note>]", "bwdmma[:<note>]"
     if (arg.rfind("mma", 0) == 0) {

@@ -4,9 +4,8 @@
 //
 //   g++ -std=c++20 -O1 -pthread -I/usr/local/cuda/include -Icsrc
 //       csrc/ops/cuda/testing/test_ptx.cpp -o /tmp/test_ptx && /tmp/test_ptx
-#include "emu_runtime.h"
 // clang-format off
-#include "ops/cuda/kernels/ptx.cuh"
+#include "ptx/emulation.h"  // the runtime and the instruction models, before any kernel header
 #include "ops/cuda/kernels/soft_tanh.cuh"
 // clang-format on
 

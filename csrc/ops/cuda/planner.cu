@@ -1,15 +1,12 @@
-// adaptive_conv2d CUDA: the host-side planner (kernels/planner.cuh) and the float32
-// instantiation of the launchers. The kernels are in kernels/ (adaptive_conv2d_kernels_impl.cuh
-// lists them); the other dtypes live in adaptive_conv2d_kernels_*.cu.
-#include "adaptive_conv2d_kernels_impl.cuh"
+// adaptive_conv2d CUDA, host side only: the planner (kernels/planner.cuh, a pure function of
+// the shape and DeviceLimits) and query_device_limits, the one place that asks the device.
+// The kernels and their launchers are in kernels_{f32,f16,bf16,f64}.cu.
 #include "kernels/planner.cuh"
 
 #include <utility>
 
 namespace adaptive_conv_ext {
 namespace cuda {
-
-ADAPTIVE_CONV_INSTANTIATE(float)
 
 bool query_device_limits(DeviceLimits* limits, std::string* why) {
   int dev = 0, sms = 0, optin = 0, per_sm = 0, regs = 0, major = 0, minor = 0;
