@@ -232,24 +232,6 @@ def test_deterministic_backward_is_bitwise_reproducible(deterministic):
             assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("threads", [1, 3])
-def test_cpu_backward_has_the_same_bits_for_any_thread_count(threads):
-    # The native CPU split of the work is fixed by the shape alone: no deterministic
-    # mode needed, and the thread count must not change a bit (README, docstring).
-    model = small_model()
-    x = torch.randn(8, 3, 16, 16)
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        base = run(model, x)
-        torch.set_num_threads(threads)
-        other = run(model, x)
-    finally:
-        torch.set_num_threads(before)
-    for a, b in zip((base[1], *base[2]), (other[1], *other[2])):
-        assert torch.equal(a, b)
-
-
 def test_deterministic_mode_backward_on_meta_tensors(deterministic):
     # Shapes only: deterministic mode must not refuse them (it once did, through a
     # per-(backend, device) table that had no "meta" row).

@@ -78,6 +78,16 @@ def _default_and_deterministic(x, w, kb, b, conv):
     return outs
 
 
+def _deterministic_twice(x, w, kb, b, conv):
+    """Two forward_backward runs on the Triton backend in deterministic mode, which also
+    NaN-fills torch.empty (fill_uninitialized_memory): unwritten outputs show."""
+    torch.use_deterministic_algorithms(True)
+    try:
+        return tuple(forward_backward(x, w, kb, b, conv, "triton") for _ in range(2))
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 # --------------------------------------------------------------------------- interpreter cases
 # (id, N, C, H, W, O, (kH, kW), stride, padding, dilation, groups, kernel_bias, bias)
 
@@ -127,12 +137,9 @@ def _run_case(case):
         # every output element must have been written. A 1-byte budget makes the
         # grad_input column buffer go one image at a time.
         ops.workspace_bytes = 1
-        torch.use_deterministic_algorithms(True)
         try:
-            first = forward_backward(x, w, kb, b, conv, "triton")
-            second = forward_backward(x, w, kb, b, conv, "triton")
+            first, second = _deterministic_twice(x, w, kb, b, conv)
         finally:
-            torch.use_deterministic_algorithms(False)
             ops.workspace_bytes = 256 << 20
         result["repeatable"] = all(torch.equal(first[k], second[k]) for k in first)
         out = first
@@ -899,12 +906,7 @@ def test_gpu_spec_shapes_full_batch(shape):
     name, N, C, O, HW, k, pad, groups, n_ref = shape
     x, w, kb, b = make_inputs(N, C, HW, HW, O, (k, k), groups, torch.float32, device="cuda")
     conv = (1, pad, 1, groups)
-    torch.use_deterministic_algorithms(True)  # NaN-fills torch.empty: catches unwritten outputs
-    try:
-        out = forward_backward(x, w, kb, b, conv, "triton")
-        again = forward_backward(x, w, kb, b, conv, "triton")
-    finally:
-        torch.use_deterministic_algorithms(False)
+    out, again = _deterministic_twice(x, w, kb, b, conv)  # unwritten outputs would be NaN
     assert all(bool(torch.isfinite(v).all()) for v in out.values())
     assert all(torch.equal(out[k], again[k]) for k in out), "deterministic mode is not repeatable"
     fast = forward_backward(x, w, kb, b, conv, "triton")  # the atomic grad_input path
