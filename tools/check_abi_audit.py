@@ -35,7 +35,10 @@ def main(argv=None) -> int:
     if out.returncode not in (0, 1):
         print(f"FAIL: torch-abi-audit exited {out.returncode}: {out.stderr.strip()}")
         return 1
-    report = json.loads(out.stdout)
+    try:
+        report = json.loads(out.stdout)
+    except json.JSONDecodeError:  # e.g. torch-abi-audit not installed: its traceback says why
+        return finish([f"torch-abi-audit gave no JSON report: {out.stderr.strip()[-2000:]}"], "abi audit")
     packages = report if isinstance(report, list) else [report]
     errors = []
     for package in packages:
