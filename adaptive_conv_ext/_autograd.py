@@ -43,7 +43,6 @@ def _forward_backward(ctx, grad_output):
     need = ctx.needs_input_grad
     grad_input = grad_weight = grad_kernel_bias = grad_bias = None
     if need[0] or need[1] or need[2]:
-        _backends.check_deterministic(ctx.backend, input.device.type)
         # A Function even without create_graph: under torch.func transforms (vmap of
         # grad) the backward needs its batching rule.
         grad_input, grad_weight, grad_kernel_bias = AdaptiveConv2dBackwardFunction.apply(

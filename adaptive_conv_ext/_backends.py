@@ -51,53 +51,6 @@ def fused_ops(name: str) -> FusedOps:
     return _FUSED[name]()
 
 
-class Traits(NamedTuple):
-    """What a backend offers on one device type, beyond computing the operator."""
-
-    # Bitwise-reproducible gradients while torch.are_deterministic_algorithms_enabled().
-    deterministic_backward: bool
-    # 16-bit dtypes it computes in under torch.autocast; others are upcast to float32.
-    autocast_dtypes: frozenset
-
-
-_HALVES = frozenset((torch.float16, torch.bfloat16))
-# Keyed by (backend, device type). native CPU: fixed chunking, chunks summed in a fixed
-# order. native CUDA and Triton switch to their deterministic paths themselves when
-# torch.are_deterministic_algorithms_enabled(). The reference is torch's own ops, which
-# are deterministic or raise by themselves in deterministic mode.
-_TRAITS = {
-    ("native", "cpu"): Traits(True, _HALVES),
-    ("native", "cuda"): Traits(True, _HALVES),
-    ("triton", "cuda"): Traits(True, _HALVES),
-    ("triton", "cpu"): Traits(True, _HALVES),  # the Triton interpreter
-    ("reference", "cpu"): Traits(True, _HALVES),
-    ("reference", "cuda"): Traits(True, _HALVES),
-}
-_NO_TRAITS = Traits(False, frozenset())
-
-
-def traits(name: str, device_type: str) -> Traits:
-    return _TRAITS.get((name, device_type), _NO_TRAITS)
-
-
-def check_deterministic(name: str, device_type: str) -> None:
-    """The guard for torch.use_deterministic_algorithms(True), run before a backward
-    pass: raise (or warn, with warn_only=True) if `name` cannot reproduce it bitwise."""
-    if not torch.are_deterministic_algorithms_enabled() or traits(name, device_type).deterministic_backward:
-        return
-    others = [n for (n, d), t in _TRAITS.items() if d == device_type and n != name and t.deterministic_backward]
-    message = (
-        f"adaptive_conv2d: backend='{name}' has no deterministic backward for {device_type} tensors, "
-        "but torch.use_deterministic_algorithms(True) is set; use "
-        + (" or ".join(f"backend='{n}'" for n in others) or "another device")
-        + ", or torch.use_deterministic_algorithms(True, warn_only=True) to run it anyway"
-    )
-    if torch.is_deterministic_algorithms_warn_only_enabled():
-        warnings.warn(message, UserWarning, stacklevel=2)
-    else:
-        raise RuntimeError(message)
-
-
 def native_unavailable_reason(device: torch.device) -> Optional[str]:
     """Why this build cannot run native kernels on `device`'s type (None: it can).
     Meta tensors (and fake tensors) go through the operators' fake kernels."""

@@ -10,9 +10,11 @@ running torch has CUDA. Why the CUDA kernels are not there is kept in
 from __future__ import annotations
 
 import importlib.util
-from typing import List, Optional, Sequence
+from typing import Optional, Tuple
 
 import torch
+
+from ._validation import out_size
 
 try:
     from . import _C  # noqa: F401  (importing registers torch.ops.adaptive_conv_ext.*)
@@ -54,13 +56,6 @@ FORWARD = "adaptive_conv_ext::adaptive_conv2d_forward"
 BACKWARD = "adaptive_conv_ext::adaptive_conv2d_backward"
 
 
-def out_size(size: Sequence[int], kernel: Sequence[int], stride, padding, dilation) -> List[int]:
-    return [
-        (size[i] + 2 * padding[i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1
-        for i in range(2)
-    ]
-
-
 # Which device types the build registered kernels for. Fixed once _C (and _C_cuda) are
 # loaded, so it is read here once: torch.compile cannot trace the dispatcher query itself.
 _KERNEL_DEVICES = frozenset(
@@ -75,6 +70,15 @@ def has_kernel(device_type: str) -> bool:
     return device_type in _KERNEL_DEVICES
 
 
+def backward_fake(input, weight, output_mask) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The outputs of a backward operator (native or Triton) without computing them:
+    (grad_input, grad_weight, grad_kernel_bias), each masked-off one an empty tensor."""
+    grad_input = input.new_empty(input.shape if output_mask[0] else (0,))
+    grad_weight = weight.new_empty(weight.shape if output_mask[1] else (0,))
+    grad_kernel_bias = weight.new_empty(weight.shape[:4] if output_mask[1] else (0,))
+    return grad_input, grad_weight, grad_kernel_bias
+
+
 if IMPORT_ERROR is None:
 
     @torch.library.register_fake(FORWARD)
@@ -85,7 +89,4 @@ if IMPORT_ERROR is None:
     @torch.library.register_fake(BACKWARD)
     def _backward_fake(grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, output_mask,
                        deterministic=False):
-        grad_input = input.new_empty(input.shape if output_mask[0] else (0,))
-        grad_weight = weight.new_empty(weight.shape if output_mask[1] else (0,))
-        grad_kernel_bias = weight.new_empty(weight.shape[:4] if output_mask[1] else (0,))
-        return grad_input, grad_weight, grad_kernel_bias
+        return backward_fake(input, weight, output_mask)

@@ -7,7 +7,7 @@ import functools
 import numbers
 import os
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -44,6 +44,19 @@ class ConvArgs:
         if self.pre_pad is None:
             return x
         return torch.nn.functional.pad(x, self.pre_pad, mode=self.pre_pad_mode)
+
+
+def out_extent(size: int, before: int, after: int, kernel: int, stride: int, dilation: int) -> int:
+    """One output dimension, as F.conv2d's: the positions of a kernel dilated to
+    dilation * (kernel - 1) + 1 in an input of size + before + after, every stride-th.
+    The one Python copy of the formula (the native operator has its C++ twin in
+    csrc/ops/adaptive_conv2d_shape.h)."""
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def out_size(size: Sequence[int], kernel: Sequence[int], stride, padding, dilation) -> List[int]:
+    """(Ho, Wo) of the operators, whose padding is the same on both sides."""
+    return [out_extent(size[i], padding[i], padding[i], kernel[i], stride[i], dilation[i]) for i in range(2)]
 
 
 def _pair(value, name: str, minimum: int) -> Tuple[int, int]:
@@ -207,7 +220,7 @@ def validate(
                 f"kernel {axis} with dilation ({span}) is larger than the padded input "
                 f"{axis} ({size} + {before} + {after} = {size + before + after})"
             )
-        extent.append((size + before + after - span) // s + 1)
+        extent.append(out_extent(size, before, after, k, s, d))
     N = input.shape[0] if input.dim() == 4 else 1
     if N * O * extent[0] * extent[1] > INT64_MAX:
         raise ValueError(

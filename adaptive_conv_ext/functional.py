@@ -17,12 +17,10 @@ def _autocast_enabled(device_type: str) -> bool:
     return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
 
 
-def _autocast_cast(backend, input, *others):
-    """Cast to the dtype the op runs in under autocast (see adaptive_conv2d's docstring)."""
-    device = input.device
-    dtype = torch.get_autocast_dtype(device.type)
-    if dtype not in _backends.traits(_backends.resolve(backend, device, dtype), device.type).autocast_dtypes:
-        dtype = torch.float32
+def _autocast_cast(input, *others):
+    """Cast to the autocast dtype, which every backend computes in (see adaptive_conv2d's
+    docstring)."""
+    dtype = torch.get_autocast_dtype(input.device.type)
     # Like autocast itself: only floating tensors other than float64 are cast;
     # anything else is left for validate() to judge.
     return tuple(
@@ -65,25 +63,26 @@ def adaptive_conv2d(
     Autocast: inside ``torch.autocast(device_type)`` (CUDA float16/bfloat16, CPU
     bfloat16, ...) the floating tensors among input, weight, kernel_bias and bias that
     are not float64 are cast to the autocast dtype and the op runs in it, as conv2d does;
-    the output has that dtype. A backend that cannot compute in that dtype runs in
-    float32 instead (every current backend can; the 16-bit kernels accumulate in float32).
-    The casts are differentiable, so float32 parameters get float32 gradients.
+    the output has that dtype. Every backend computes in float16 and bfloat16 (the
+    16-bit kernels accumulate in float32). The casts are differentiable, so float32
+    parameters get float32 gradients.
 
     Memory format: the output's is the one ``F.conv2d`` gives, the input's suggested
     format: channels_last input gives a channels_last output (with one channel too); any
     strides are accepted (fused kernels make their own contiguous copies).
 
-    Determinism: with ``torch.use_deterministic_algorithms(True)`` every backward is
-    bitwise reproducible (native CPU: a fixed split of the work, for a fixed number of
-    threads); a backend without a deterministic backward raises RuntimeError naming
-    the alternatives (a warning with ``warn_only=True``).
+    Determinism: the native CPU backward is always bitwise reproducible, for any number
+    of threads (its split of the work is fixed by the shape alone); with
+    ``torch.use_deterministic_algorithms(True)`` the native CUDA and Triton backwards
+    switch to fixed-order reductions and are bitwise reproducible too, and the reference
+    is torch's own ops, which follow that setting themselves.
 
     torch.compile: traceable with ``fullgraph=True`` (the native ops have fake
     implementations), with static or dynamic shapes.
     """
     check_backend_name(backend)
     if isinstance(input, torch.Tensor) and _autocast_enabled(input.device.type):
-        tensors = _autocast_cast(backend, input, weight, kernel_bias, bias)
+        tensors = _autocast_cast(input, weight, kernel_bias, bias)
         # The dtype is now chosen: compute in exactly it, without autocast re-casting inside.
         with torch.autocast(input.device.type, enabled=False):
             return adaptive_conv2d(*tensors, stride, padding, dilation, groups, backend, padding_mode)

@@ -17,6 +17,7 @@ from conftest import TOLERANCE as TOL  # SPEC section 2 (float32: exact tanh)
 from conftest import cuda_native_available, rel_err
 
 from adaptive_conv_ext import adaptive_conv2d
+from adaptive_conv_ext._validation import out_size
 from adaptive_conv_ext.reference import adaptive_conv2d_reference
 
 pytestmark = pytest.mark.skipif(
@@ -77,20 +78,13 @@ class Inputs(NamedTuple):
     g: torch.Tensor  # grad_output
 
 
-def out_size(cfg: Cfg) -> Tuple[int, int]:
-    return tuple(
-        (size + 2 * p - d * (k - 1) - 1) // s + 1
-        for size, k, s, p, d in zip((cfg.H, cfg.W), cfg.k, cfg.stride, cfg.padding, cfg.dilation)
-    )
-
-
 def make_inputs(cfg: Cfg, dtype: torch.dtype, seed: int = 0, N: Optional[int] = None) -> Inputs:
     """Random inputs on the GPU in `dtype`; sigma is O(1) so tanh is not saturated."""
     gen = torch.Generator().manual_seed(seed)
     N = cfg.N if N is None else N
     kH, kW = cfg.k
     T = kH * kW
-    Ho, Wo = out_size(cfg)
+    Ho, Wo = out_size((cfg.H, cfg.W), cfg.k, cfg.stride, cfg.padding, cfg.dilation)
 
     def rnd(*shape, scale=1.0):
         return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to("cuda", dtype)

@@ -22,7 +22,9 @@ import time
 import pytest
 import torch
 
-TOL = {"float32": 1e-6, "float16": 5e-3, "bfloat16": 2e-2}
+from conftest import TOLERANCE, make_problem, rel_err
+
+TOL = {name: TOLERANCE[getattr(torch, name)] for name in ("float32", "float16", "bfloat16")}
 TOL_FAST = 1e-3  # float32 through TF32 or the approximate tanh (SPEC section 2)
 OUTPUTS = ("y", "grad_input", "grad_weight", "grad_kernel_bias", "grad_bias")
 
@@ -31,25 +33,10 @@ OUTPUTS = ("y", "grad_input", "grad_weight", "grad_kernel_bias", "grad_bias")
 
 
 def make_inputs(N, C, H, W, O, k, groups, dtype, device="cpu", kb=True, bias=True, seed=0):
-    """Inputs whose sigma is O(1): tanh is neither linear nor saturated everywhere."""
-    g = torch.Generator().manual_seed(seed)
-    kH, kW = k
-    x = torch.randn(N, C, H, W, generator=g, dtype=torch.float64)
-    w = torch.randn(O, C // groups, kH, kW, kH, kW, generator=g, dtype=torch.float64)
-    w *= 1.5 / (kH * kW) ** 0.5  # each sigma sums kH*kW taps of one channel
-    beta = 0.5 * torch.randn(O, C // groups, kH, kW, generator=g, dtype=torch.float64) if kb else None
-    b = torch.randn(O, generator=g, dtype=torch.float64) if bias else None
-    cast = lambda t: None if t is None else t.to(device=device, dtype=dtype)
-    return cast(x), cast(w), cast(beta), cast(b)
-
-
-def rel_err(out, ref):
-    out = out.detach().double().cpu()
-    ref = ref.detach().double().cpu()
-    assert out.shape == ref.shape, (out.shape, ref.shape)
-    den = ref.norm().item()
-    num = (out - ref).norm().item()
-    return num / den if den > 0 else num
+    """conftest.make_problem with sigma O(1) (scale 1.5): tanh neither linear nor
+    saturated everywhere; arguments in the order of the geometry tables below."""
+    return make_problem(N=N, C=C, O=O, H=H, W=W, k=k, groups=groups, dtype=dtype, device=device,
+                        kernel_bias=kb, bias=bias, seed=seed, scale=1.5)
 
 
 def forward_backward(x, w, kb, b, conv, backend, grad_out_seed=1, **ref_kwargs):
@@ -89,6 +76,16 @@ def _default_and_deterministic(x, w, kb, b, conv):
         finally:
             torch.use_deterministic_algorithms(False)
     return outs
+
+
+def _deterministic_twice(x, w, kb, b, conv):
+    """Two forward_backward runs on the Triton backend in deterministic mode, which also
+    NaN-fills torch.empty (fill_uninitialized_memory): unwritten outputs show."""
+    torch.use_deterministic_algorithms(True)
+    try:
+        return tuple(forward_backward(x, w, kb, b, conv, "triton") for _ in range(2))
+    finally:
+        torch.use_deterministic_algorithms(False)
 
 
 # --------------------------------------------------------------------------- interpreter cases
@@ -140,12 +137,9 @@ def _run_case(case):
         # every output element must have been written. A 1-byte budget makes the
         # grad_input column buffer go one image at a time.
         ops.workspace_bytes = 1
-        torch.use_deterministic_algorithms(True)
         try:
-            first = forward_backward(x, w, kb, b, conv, "triton")
-            second = forward_backward(x, w, kb, b, conv, "triton")
+            first, second = _deterministic_twice(x, w, kb, b, conv)
         finally:
-            torch.use_deterministic_algorithms(False)
             ops.workspace_bytes = 256 << 20
         result["repeatable"] = all(torch.equal(first[k], second[k]) for k in first)
         out = first
@@ -353,12 +347,18 @@ def _misc(name):
             ops._INTERP_CHUNK = saved[1]
     elif name == "float64_error":
         x, w, kb, b = make_inputs(1, 1, 4, 4, 1, (3, 3), 1, torch.float64)
-        try:
-            adaptive_conv2d(x, w, kb, b, backend="triton")
-            res["raised"] = None
-        except TypeError as exc:
-            res["raised"] = str(exc)
+        res["raised"] = _raised(lambda: adaptive_conv2d(x, w, kb, b, backend="triton"), TypeError)
     return res
+
+
+def _raised(call, *types, typed=False):
+    """The message of the exception of one of `types` that call() raises, None if it
+    returns (prefixed with the exception's type name when `typed`)."""
+    try:
+        call()
+    except types as exc:
+        return f"{type(exc).__name__}: {exc}" if typed else str(exc)
+    return None
 
 
 def _cost(job):
@@ -518,20 +518,14 @@ def _worker_host():
 
     res = {}
     x, w, kb, b = make_inputs(1, 1, 4, 4, 1, (3, 3), 1, torch.float32)
-    try:
-        adaptive_conv2d(x, w, kb, b, backend="triton")
-        res["dispatch_error"] = None
-    except BackendUnavailableError as exc:
-        res["dispatch_error"] = str(exc)
+    res["dispatch_error"] = _raised(lambda: adaptive_conv2d(x, w, kb, b, backend="triton"),
+                                    BackendUnavailableError)
     res["available"] = available_backends("cpu")["triton"]
     from adaptive_conv_ext.triton import ops
 
     for name, args in (("op_cpu_error", (x, w, kb, b)), ("op_float64_error", [t.double() for t in (x, w, kb, b)])):
-        try:
-            ops.forward(*args, [1, 1], [0, 0], [1, 1], 1)
-            res[name] = None
-        except (RuntimeError, TypeError) as exc:
-            res[name] = f"{type(exc).__name__}: {exc}"
+        res[name] = _raised(lambda args=args: ops.forward(*args, [1, 1], [0, 0], [1, 1], 1),
+                            RuntimeError, TypeError, typed=True)
     return res
 
 
@@ -912,12 +906,7 @@ def test_gpu_spec_shapes_full_batch(shape):
     name, N, C, O, HW, k, pad, groups, n_ref = shape
     x, w, kb, b = make_inputs(N, C, HW, HW, O, (k, k), groups, torch.float32, device="cuda")
     conv = (1, pad, 1, groups)
-    torch.use_deterministic_algorithms(True)  # NaN-fills torch.empty: catches unwritten outputs
-    try:
-        out = forward_backward(x, w, kb, b, conv, "triton")
-        again = forward_backward(x, w, kb, b, conv, "triton")
-    finally:
-        torch.use_deterministic_algorithms(False)
+    out, again = _deterministic_twice(x, w, kb, b, conv)  # unwritten outputs would be NaN
     assert all(bool(torch.isfinite(v).all()) for v in out.values())
     assert all(torch.equal(out[k], again[k]) for k in out), "deterministic mode is not repeatable"
     fast = forward_backward(x, w, kb, b, conv, "triton")  # the atomic grad_input path

@@ -11,6 +11,15 @@ import subprocess
 import sys
 
 
+def finish(errors, gate: str) -> int:
+    """The end of a CI gate (this one and check_registration.py): a FAIL line per error,
+    the verdict line, and the exit status."""
+    for e in errors:
+        print(f"FAIL: {e}")
+    print(f"{gate}:", "FAILED" if errors else "ok")
+    return 1 if errors else 0
+
+
 def version_tuple(text: str):
     return tuple(int(part) for part in text.split(".")[:3])
 
@@ -26,7 +35,10 @@ def main(argv=None) -> int:
     if out.returncode not in (0, 1):
         print(f"FAIL: torch-abi-audit exited {out.returncode}: {out.stderr.strip()}")
         return 1
-    report = json.loads(out.stdout)
+    try:
+        report = json.loads(out.stdout)
+    except json.JSONDecodeError:  # e.g. torch-abi-audit not installed: its traceback says why
+        return finish([f"torch-abi-audit gave no JSON report: {out.stderr.strip()[-2000:]}"], "abi audit")
     packages = report if isinstance(report, list) else [report]
     errors = []
     for package in packages:
@@ -46,10 +58,7 @@ def main(argv=None) -> int:
                 errors.append(f"{name} uses shim symbols unknown to the audit: {torch_abi['unknown_shim_symbols']}")
             if floor is not None and version_tuple(floor) > version_tuple(args.max_min_torch):
                 errors.append(f"{name} needs torch >= {floor}, newer than {args.max_min_torch}")
-    for e in errors:
-        print(f"FAIL: {e}")
-    print("abi audit:", "FAILED" if errors else "ok")
-    return 1 if errors else 0
+    return finish(errors, "abi audit")
 
 
 if __name__ == "__main__":

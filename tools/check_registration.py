@@ -14,6 +14,7 @@ import argparse
 import sys
 
 import torch
+from check_abi_audit import finish  # this folder is sys.path[0]: both run as scripts
 
 KEYS = ("CPU", "CUDA", "Meta")
 
@@ -54,10 +55,7 @@ def main(argv=None) -> int:
                               f"'no CUDA device', got {reasons[backend]!r}")
     elif args.expect_cuda and reasons["native"] is not None:
         errors.append(f"a GPU is present but native CUDA is unavailable: {reasons['native']}")
-    for e in errors:
-        print(f"FAIL: {e}")
-    print("registration check:", "FAILED" if errors else "ok")
-    return 1 if errors else 0
+    return finish(errors, "registration check")
 
 
 if __name__ == "__main__":

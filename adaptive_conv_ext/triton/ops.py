@@ -54,6 +54,8 @@ import torch
 import triton
 from torch import Tensor
 
+from .._native import backward_fake
+from .._validation import out_size
 from . import kernels as K
 
 INTERPRET: bool = K.INTERPRET
@@ -259,8 +261,7 @@ def _on_device(device: torch.device):
 def _geometry(input, weight, stride, padding, dilation, groups):
     N, C, H, W = input.shape
     O, Cg, KH, KW = weight.shape[:4]
-    Ho = (H + 2 * padding[0] - dilation[0] * (KH - 1) - 1) // stride[0] + 1
-    Wo = (W + 2 * padding[1] - dilation[1] * (KW - 1) - 1) // stride[1] + 1
+    Ho, Wo = out_size((H, W), (KH, KW), stride, padding, dilation)
     return N, C, H, W, O, Cg, O // groups, KH, KW, Ho, Wo
 
 
@@ -507,10 +508,7 @@ def _forward_fake(input, weight, kernel_bias, bias, stride, padding, dilation, g
 @_backward_op.register_fake
 def _backward_fake(grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, output_mask):
     _check(input, "backward", grad_output=grad_output, weight=weight, kernel_bias=kernel_bias)
-    grad_input = input.new_empty(input.shape if output_mask[0] else (0,))
-    grad_weight = weight.new_empty(weight.shape if output_mask[1] else (0,))
-    grad_kernel_bias = weight.new_empty(weight.shape[:4] if output_mask[1] else (0,))
-    return grad_input, grad_weight, grad_kernel_bias
+    return backward_fake(input, weight, output_mask)
 
 
 forward = torch.ops.adaptive_conv_ext.triton_forward.default
