@@ -203,8 +203,10 @@ def _backward_op_backward(ctx, *cotangents):
 
 def _backward_op_jvp(ctx, grad_output_t, input_t, weight_t, kernel_bias_t, *_):
     tangents = _func.backward_jvp(ctx.conv, ctx.saved_tensors, (grad_output_t, input_t, weight_t, kernel_bias_t))
-    # An output not computed (an empty tensor) has no tangent.
-    return tuple(t if computed else None for t, computed in zip(tangents, ctx.computed))
+    # An output not computed is an empty tensor: its tangent is empty too (None here
+    # trips an internal assert of torch.func.jvp in torch 2.13).
+    weight = ctx.saved_tensors[2]
+    return tuple(t if computed else weight.new_zeros(0) for t, computed in zip(tangents, ctx.computed))
 
 
 def _forward_op_vmap(info, in_dims, input, weight, kernel_bias, bias, stride, padding, dilation, groups, *rest):
