@@ -11,7 +11,7 @@ torch.export keep working. float64 on CPU.
 import pytest
 import torch
 import torch.autograd.forward_ad as fwAD
-from torch.func import grad, jacfwd, jvp, vmap
+from torch.func import grad, jacfwd, jacrev, jvp, vmap
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import adaptive_conv_ext
@@ -171,6 +171,12 @@ def _tangents(tensors, seed=7):
     return tuple(None if t is None else torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in tensors)
 
 
+def _fill(tensors, values):
+    """tensors with each one that is not None replaced by the next of values."""
+    values = iter(values)
+    return [None if t is None else next(values) for t in tensors]
+
+
 def _max_error(out, ref):
     return max((o - r).abs().max().item() for o, r in zip(out, ref))
 
@@ -179,18 +185,11 @@ def _max_error(out, ref):
 def test_direct_forward_op_jvp_and_dual_tensors(name):
     problem, conv = GEOMETRIES[name]
     tensors = make_problem(**problem)
-    where = [i for i, t in enumerate(tensors) if t is not None]
-    primals = tuple(tensors[i] for i in where)
-    tangents = tuple(_tangents(tensors)[i] for i in where)
+    primals = tuple(t for t in tensors if t is not None)
+    tangents = tuple(t for t in _tangents(tensors) if t is not None)
 
-    def call(f):
-        def g(*values):
-            args = list(tensors)
-            for i, v in zip(where, values):
-                args[i] = v
-            return f(*args)
-
-        return g
+    def call(f):  # f of the tensors that are not None
+        return lambda *values: f(*_fill(tensors, values))
 
     op = call(lambda *args: OPS.adaptive_conv2d_forward(*args, *conv))
     expected = jvp(call(lambda *args: _reference(*args, conv)), primals, tangents)
@@ -254,6 +253,7 @@ def test_torch_func_transforms_compose_over_direct_calls():
             "vmap(jvp)": vmap(lambda xi, ti: jvp(lambda x: f(x[None], w, kb, b), (xi,), (ti,))[1])(x, tx),
             "jvp(vmap)": jvp(lambda xs: vmap(lambda xi: f(xi[None], w, kb, b))(xs), (x,), (tx,))[1],
             "jacfwd": jacfwd(f, argnums=(0, 1, 2, 3))(x[:1], w, kb, b),
+            "jacrev": jacrev(f, argnums=(0, 1, 2, 3))(x[:1], w, kb, b),
             "jvp(grad)": jvp(grad(lambda x: f(x, w, kb, b).square().sum()), (x,), (tx,))[1],
         }
 
