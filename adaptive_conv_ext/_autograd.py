@@ -15,16 +15,15 @@ gradients run the fused kernels. Forward mode (jvp, jacfwd, forward_ad) is not f
 the output's tangent is a formula in plain tensor operations, the backward's tangent
 (hessian, forward-over-reverse) goes through the reference.
 
-The native operators get the reverse-mode and vmap rules for direct calls of
-``torch.ops.adaptive_conv_ext.*`` and for exported graphs, through
-``torch.library.register_autograd`` and ``register_vmap``. (torch.func.grad and
-forward mode over direct operator calls are not supported by torch for operators
-registered this way.)
+The native operators get the same rules (reverse mode, forward mode, vmap) for direct
+calls of ``torch.ops.adaptive_conv_ext.*`` and for exported graphs, through their own
+Autograd and torch.func kernels (see the end of this file).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from . import _backends, _func, _native
 
@@ -151,18 +150,33 @@ class AdaptiveConv2dBackwardFunction(torch.autograd.Function):
 
 
 # ---- the native operators called directly (torch.ops.adaptive_conv_ext.*) ----
-# torch.library.register_autograd and register_vmap, with the same rules as the
-# Functions above. Arguments beyond the ones named here (if a schema grows) are passed
+# Each operator gets an autograd.Function (_op_function) with the rules of the Functions
+# above: backward, jvp, vmap. It runs from two kernels registered on the operator:
+# - Autograd: the Function where an input requires grad or carries a forward-mode
+#   tangent (torch.autograd.forward_ad), else the CPU/CUDA kernel directly;
+# - FuncTorchDynamicLayerFrontMode: under torch.func transforms, the Function goes to
+#   torch.func as a Python autograd.Function does (custom_function_call), before the
+#   transform unwraps anything; so torch.func.jvp/jacfwd, grad and vmap of a direct call
+#   use the same rules.
+# Not torch.library.register_autograd: the Function it generates has no jvp and its
+# kernel takes the no-gradient path unless an input requires grad, so a forward-mode
+# tangent was silently dropped (a zero tangent from torch.func.jvp, None from
+# forward_ad). Arguments beyond the ones named here (if a schema grows) are passed
 # through and get no gradient.
 
 
 def _forward_op_setup_context(ctx, inputs, output):
     input, weight, kernel_bias, bias, stride, padding, dilation, groups = inputs[:8]
     _save_forward_inputs(ctx, input, weight, kernel_bias, (stride, padding, dilation, groups), "native")
+    ctx.output_shape = output.shape
 
 
 def _forward_op_backward(ctx, grad_output):
     return (*_forward_backward(ctx, grad_output), *(None,) * (len(ctx.needs_input_grad) - 4))
+
+
+def _forward_op_jvp(ctx, input_t, weight_t, kernel_bias_t, bias_t, *_):
+    return _func.forward_jvp(ctx.conv, ctx.saved_tensors, (input_t, weight_t, kernel_bias_t, bias_t), ctx.output_shape)
 
 
 def _backward_op_setup_context(ctx, inputs, output):
@@ -172,6 +186,7 @@ def _backward_op_setup_context(ctx, inputs, output):
         # The operator still returns d beta (at beta = 0): differentiate that too.
         kernel_bias = weight.new_zeros(weight.shape[:4])
     ctx.save_for_backward(grad_output, input, weight, kernel_bias)
+    ctx.save_for_forward(grad_output, input, weight, kernel_bias)
     ctx.conv = (stride, padding, dilation, groups)
     # Which outputs hold gradients; the others are empty tensors.
     ctx.computed = (output_mask[0], output_mask[1], output_mask[1])
@@ -183,6 +198,14 @@ def _backward_op_backward(ctx, *cotangents):
     if not ctx.has_kernel_bias:
         grads = grads[:3] + (None,)
     return (*grads, *(None,) * (len(ctx.needs_input_grad) - 4))
+
+
+def _backward_op_jvp(ctx, grad_output_t, input_t, weight_t, kernel_bias_t, *_):
+    tangents = _func.backward_jvp(ctx.conv, ctx.saved_tensors, (grad_output_t, input_t, weight_t, kernel_bias_t))
+    # An output not computed is an empty tensor: its tangent is empty too (None here
+    # trips an internal assert of torch.func.jvp in torch 2.13).
+    weight = ctx.saved_tensors[2]
+    return tuple(t if computed else weight.new_zeros(0) for t, computed in zip(tangents, ctx.computed))
 
 
 def _forward_op_vmap(info, in_dims, input, weight, kernel_bias, bias, stride, padding, dilation, groups, *rest):
@@ -204,8 +227,57 @@ def _backward_op_vmap(
     return _func.backward_vmap(run, info, in_dims[:4], tensors, groups, output_mask[0], output_mask[1])
 
 
+def _op_function(op, setup_context, backward, jvp, vmap):
+    """The autograd.Function of a native operator; its forward calls the operator, which
+    inside a Function's forward (grad and forward grad off, no transform) takes the
+    Autograd kernel's no-gradient path."""
+    members = {
+        "forward": staticmethod(lambda *args: op(*args)),
+        "setup_context": staticmethod(setup_context),
+        "backward": staticmethod(backward),
+        "jvp": staticmethod(jvp),
+        "vmap": staticmethod(vmap),
+    }
+    return type(op._opname + "Function", (torch.autograd.Function,), members)
+
+
+def _needs_autograd(args) -> bool:
+    """Whether an input requires grad (grad mode on) or has a forward-mode tangent."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return True
+    return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
+
+
+def _autograd_kernel(op, function):
+    def kernel(keyset, *args):
+        if _needs_autograd(args):
+            return function.apply(*args)
+        # What register_autograd's kernel does without gradients: the device kernel.
+        with torch._C._AutoDispatchBelowAutograd():
+            return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+
+    return kernel
+
+
+def _functorch_kernel(function):
+    # Imported here: torch.func's internals are not needed to import the package.
+    from torch._functorch.autograd_function import custom_function_call
+    from torch._functorch.pyfunctorch import dispatch_functorch
+
+    def kernel(keyset, *args):
+        return dispatch_functorch(custom_function_call, (function, *args), {})
+
+    return kernel
+
+
 if _native.IMPORT_ERROR is None:
-    torch.library.register_autograd(_native.FORWARD, _forward_op_backward, setup_context=_forward_op_setup_context)
-    torch.library.register_autograd(_native.BACKWARD, _backward_op_backward, setup_context=_backward_op_setup_context)
-    torch.library.register_vmap(_native.FORWARD, _forward_op_vmap)
-    torch.library.register_vmap(_native.BACKWARD, _backward_op_vmap)
+    _LIBRARY = torch.library.Library("adaptive_conv_ext", "FRAGMENT")
+    for _qualname, *_rules in (
+        (_native.FORWARD, _forward_op_setup_context, _forward_op_backward, _forward_op_jvp, _forward_op_vmap),
+        (_native.BACKWARD, _backward_op_setup_context, _backward_op_backward, _backward_op_jvp, _backward_op_vmap),
+    ):
+        _op = torch._library.utils.lookup_op(_qualname)
+        _function = _op_function(_op, *_rules)
+        _LIBRARY.impl(_op._opname, _autograd_kernel(_op, _function), "Autograd", with_keyset=True)
+        _LIBRARY.impl(_op._opname, _functorch_kernel(_function), "FuncTorchDynamicLayerFrontMode", with_keyset=True)
