@@ -65,7 +65,8 @@ from torch import nn
 from adaptive_conv_ext import AdaptiveConv2d
 
 from . import idx_data
-from .paper_claims import DEFAULT_OUT, count_params, environment, resolve_device, save_figure, set_determinism
+from .paper_claims import (DEFAULT_OUT, count_params, environment, resolve_device, save_figure, set_determinism,
+                           train_step)
 
 SEEDS = (0, 1, 2)
 SCHEDULES = ("cosine", "constant")
@@ -291,11 +292,7 @@ def train_run(name: str, seed: int, config: Dict, checkpoints: Path, stop_after:
             for group in opt.param_groups:
                 group["lr"] = lr
             idx = idx.to(device)
-            loss = loss_fn(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+            total += train_step(model, opt, loss_fn, x[idx], y[idx])
             n += len(idx)
             if step in eval_after:
                 if device.type == "cuda":

@@ -105,6 +105,15 @@ def adaptive_backend(device: torch.device) -> str:
     return "reference"
 
 
+def train_step(model, opt, loss_fn, xb, yb) -> float:
+    """One optimiser step on a batch; returns the batch's summed loss."""
+    loss = loss_fn(model(xb), yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item() * len(yb)
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -309,11 +318,7 @@ def train(
         t0 = time.perf_counter()
         for step, idx in enumerate(batches, start=1):
             idx = idx.to(device)
-            loss = loss_fn(model(x_train[idx]), y_train[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+            total += train_step(model, opt, loss_fn, x_train[idx], y_train[idx])
             n += len(idx)
             if step in eval_after:
                 if device.type == "cuda":
