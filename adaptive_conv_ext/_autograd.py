@@ -68,6 +68,12 @@ def _jvp_outside_compile(function):
     return function
 
 
+def _output_tangent(ctx, input_t, weight_t, kernel_bias_t, bias_t, *_):
+    """The forward's jvp (AdaptiveConv2dFunction and the forward operator's Function):
+    ctx holds conv, the saved (input, weight, kernel_bias) and the output's shape."""
+    return _func.forward_jvp(ctx.conv, ctx.saved_tensors, (input_t, weight_t, kernel_bias_t, bias_t), ctx.output_shape)
+
+
 @_jvp_outside_compile
 class AdaptiveConv2dFunction(torch.autograd.Function):
     @staticmethod
@@ -85,11 +91,7 @@ class AdaptiveConv2dFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         return (*_forward_backward(ctx, grad_output), None, None, None, None, None)
 
-    @staticmethod
-    def forward_mode_jvp(ctx, input_t, weight_t, kernel_bias_t, bias_t, *_):
-        return _func.forward_jvp(
-            ctx.conv, ctx.saved_tensors, (input_t, weight_t, kernel_bias_t, bias_t), ctx.output_shape
-        )
+    forward_mode_jvp = staticmethod(_output_tangent)
 
     @staticmethod
     def vmap(info, in_dims, input, weight, kernel_bias, bias, stride, padding, dilation, groups, backend):
@@ -173,10 +175,6 @@ def _forward_op_setup_context(ctx, inputs, output):
 
 def _forward_op_backward(ctx, grad_output):
     return (*_forward_backward(ctx, grad_output), *(None,) * (len(ctx.needs_input_grad) - 4))
-
-
-def _forward_op_jvp(ctx, input_t, weight_t, kernel_bias_t, bias_t, *_):
-    return _func.forward_jvp(ctx.conv, ctx.saved_tensors, (input_t, weight_t, kernel_bias_t, bias_t), ctx.output_shape)
 
 
 def _backward_op_setup_context(ctx, inputs, output):
@@ -274,7 +272,7 @@ def _functorch_kernel(function):
 if _native.IMPORT_ERROR is None:
     _LIBRARY = torch.library.Library("adaptive_conv_ext", "FRAGMENT")
     for _qualname, *_rules in (
-        (_native.FORWARD, _forward_op_setup_context, _forward_op_backward, _forward_op_jvp, _forward_op_vmap),
+        (_native.FORWARD, _forward_op_setup_context, _forward_op_backward, _output_tangent, _forward_op_vmap),
         (_native.BACKWARD, _backward_op_setup_context, _backward_op_backward, _backward_op_jvp, _backward_op_vmap),
     ):
         _op = torch._library.utils.lookup_op(_qualname)

@@ -170,7 +170,7 @@ struct PatchRows {
   PatchRows tile(int64_t t) const { return {base + t * tile_stride, off, tile_stride}; }
 };
 
-// Tap offsets of the staged layout (k * kTile) and of the direct one.
+// Tap offsets of the staged layout (k * kTile); DirectLayout holds the direct one's.
 inline std::vector<int64_t> staged_offsets(int64_t T2) {
   std::vector<int64_t> off(T2);
   for (int64_t k = 0; k < T2; ++k) off[k] = k * kTile;
@@ -196,7 +196,8 @@ struct DirectLayout {
 // Whether the direct layout is used: stride 1, few output channels per group (the
 // staged patch is gathered once per input channel and read by every output channel of
 // the group, so the gathering matters only when few read it), and at most an eighth of
-// the lanes dropped (depthwise-k7 drops 6 of 34 and ran slower direct in one of two runs). Measured on the SPEC shapes, float32, Xeon (Sapphire Rapids class)
+// the lanes dropped (depthwise-k7 drops 6 of 34 and ran slower direct in one of two
+// runs). Measured on the SPEC shapes, float32, 2-core Intel Xeon (Emerald Rapids class),
 // 2026-12-06, forward / forward+backward ms, staged -> direct: depthwise-256 (1 output
 // channel per group) 14.1 -> 5.3 / 37.0 -> 21.6; depthwise-k7 (1) 14.4 -> 14.9 /
 // 50.8 -> 41.8; lenet-mnist (6) 2.9 -> 2.4 / 10.0 -> 7.2; resnet-stem (16) 2.8 -> 2.9 /
