@@ -247,6 +247,13 @@ def train_run(name: str, seed: int, config: Dict, checkpoints: Path, stop_after:
     from its last finished epoch, and ends as it would have without the stop.
     `stop_after`: stop after that epoch of the schedule (the schedule stays
     config["epochs"] long). Returns the record."""
+    folder = run_folder(checkpoints, name, seed)
+    ckpt_path, json_path = folder / "checkpoint.pt", folder / "run.json"
+    if not ckpt_path.exists() and json_path.exists():
+        # A finished run needs only its record (its checkpoint may be gone with a machine).
+        done = json.loads(json_path.read_text())
+        if done.get("finished") and done["config"] == run_key(config):
+            return done
     torch.set_num_threads(config["threads"])
     device = resolve_device(config["device"])
     x, y, x_test, y_test = _data(config["dataset"], config["data_dir"], config["n_train"], config["n_test"])
@@ -256,9 +263,7 @@ def train_run(name: str, seed: int, config: Dict, checkpoints: Path, stop_after:
     model = make_model(name).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
     g = torch.Generator().manual_seed(seed)
-    folder = run_folder(checkpoints, name, seed)
     folder.mkdir(parents=True, exist_ok=True)
-    ckpt_path, json_path = folder / "checkpoint.pt", folder / "run.json"
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         record = json.loads(state["record"])
