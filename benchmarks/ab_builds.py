@@ -71,18 +71,23 @@ def main(argv=None) -> int:
                     return 1
                 times[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
             rate.sample()
-        floor = cpu_floor.case_floor(shape, shape.cpu_N, rate.rate(), shape.input_grad)
+        floor = rate.case_floor(shape, shape.cpu_N, shape.input_grad)
         row = {"shape": shape.name, "N": shape.cpu_N, "input_grad": shape.input_grad}
         for label in ("old", "new"):
             for key in ("fwd_s", "fwdbwd_s"):
                 best = min(t[key] for t in times[label])
                 row[f"{label}_{key}"] = best
                 row[f"{label}_{key}_pct_floor"] = 100 * floor[key] / best
+                if floor.get("fma_peak"):
+                    row[f"{label}_{key}_pct_peak"] = 100 * floor["fma_peak"][key] / best
         rows.append(row)
         print(f"{shape.name:14s} fwd {row['old_fwd_s']*1e3:8.1f} -> {row['new_fwd_s']*1e3:8.1f} ms "
               f"({row['old_fwd_s_pct_floor']:5.1f}% -> {row['new_fwd_s_pct_floor']:5.1f}% of floor)   "
               f"f+b {row['old_fwdbwd_s']*1e3:8.1f} -> {row['new_fwdbwd_s']*1e3:8.1f} ms "
               f"({row['old_fwdbwd_s_pct_floor']:5.1f}% -> {row['new_fwdbwd_s_pct_floor']:5.1f}%)", flush=True)
+        if floor.get("fma_peak"):
+            print(f"{'':14s} % of FMA peak: fwd {row['old_fwd_s_pct_peak']:5.1f}% -> {row['new_fwd_s_pct_peak']:5.1f}%"
+                  f"   f+b {row['old_fwdbwd_s_pct_peak']:5.1f}% -> {row['new_fwdbwd_s_pct_peak']:5.1f}%", flush=True)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "cpu": cpu_floor_cpu_name(), "load_avg": os.getloadavg(), "floor": rate.info(), "rows": rows}
     if args.json:

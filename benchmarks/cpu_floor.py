@@ -10,14 +10,21 @@ vector tanh), so with T = N*O*(C/g)*kH*kW*Ho*Wo (the size of sigma):
 The machine is shared, so the sgemm is timed at the start and again before every
 case; the floor uses the fastest rate seen in the run (the conservative choice: a
 rate measured while other jobs ran would lower the floor's bar).
+
+Beside it, the CPU's own FMA peak (fma_peak.py) at the same thread count: where torch's
+BLAS does not run the widest vectors, the sgemm floor is lower than the machine's, and
+"% of FMA peak" is the distance to the hardware's limit.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from typing import Optional
 
 import torch
+
+from . import fma_peak
 
 TANH_FMAS = 10
 SGEMM_SIZE = 1024
@@ -50,6 +57,7 @@ class CpuRate:
     def __init__(self) -> None:
         self.threads = torch.get_num_threads()
         self.samples = [sgemm_rate_one_thread()]
+        self.peak = fma_peak.peak_flops()  # {'isa', 'flops'} of one thread, or None
 
     def sample(self) -> float:
         self.samples.append(sgemm_rate_one_thread())
@@ -58,6 +66,13 @@ class CpuRate:
     def rate(self) -> float:
         return max(self.samples) * self.threads
 
+    def peak_rate(self) -> Optional[float]:
+        """The FMA peak at the threads used (flop/s), None where not measured."""
+        return self.peak["flops"] * self.threads if self.peak else None
+
+    def case_floor(self, shape, n: int, input_grad: bool = True) -> dict:
+        return case_floor(shape, n, self.rate(), input_grad, self.peak_rate())
+
     def rebase(self, cases: list) -> None:
         """Floors and % of floor of finished cases, recomputed at the run's final rate."""
         from .shapes import SHAPES
@@ -65,17 +80,17 @@ class CpuRate:
         for case in cases:
             if not case.get("floor"):
                 continue
-            floor = case["floor"] = case_floor(SHAPES[case["name"]], case["N"], self.rate(),
-                                               case.get("input_grad", True))
+            floor = case["floor"] = self.case_floor(SHAPES[case["name"]], case["N"], case.get("input_grad", True))
             for r in case["results"]:
                 if r.get("pct_floor_fwd") is not None:
-                    r["pct_floor_fwd"] = 100 * floor["fwd_s"] / r["fwd_s"]
-                    r["pct_floor_fwdbwd"] = 100 * floor["fwdbwd_s"] / r["fwdbwd_s"]
+                    r.update(percentages(floor, r))
 
     def info(self) -> dict:
         return {"sgemm_size": SGEMM_SIZE, "threads": self.threads,
                 "sgemm_1thread_flops_samples": self.samples,
-                "sgemm_1thread_flops": max(self.samples), "rate_flops": self.rate()}
+                "sgemm_1thread_flops": max(self.samples), "rate_flops": self.rate(),
+                "fma_peak_isa": self.peak and self.peak["isa"],
+                "fma_peak_1thread_flops": self.peak and self.peak["flops"]}
 
 
 def flops(shape, n: int, input_grad: bool = True) -> dict:
@@ -85,8 +100,26 @@ def flops(shape, n: int, input_grad: bool = True) -> dict:
     return {"fwd": 2 * t * (k2 + 1 + TANH_FMAS), "fwdbwd": 2 * t * (3 * k2 + 3 + bwd_dx + 2 * TANH_FMAS)}
 
 
-def case_floor(shape, n: int, rate_flops: float, input_grad: bool = True) -> dict:
+def case_floor(shape, n: int, rate_flops: float, input_grad: bool = True,
+               peak_flops: Optional[float] = None) -> dict:
+    """SPEC's floor at `rate_flops`; with `peak_flops` (the FMA peak), also the times at
+    that rate under "fma_peak"."""
     f = flops(shape, n, input_grad)
     fwd_s, fwdbwd_s = f["fwd"] / rate_flops, f["fwdbwd"] / rate_flops
-    return {"fwd_s": fwd_s, "fwdbwd_s": fwdbwd_s, "flops": f, "rate_flops": rate_flops,
-            "fwd": {"bound": "fma", "floor_s": fwd_s}, "bwd": {"bound": "fma", "floor_s": fwdbwd_s - fwd_s}}
+    floor = {"fwd_s": fwd_s, "fwdbwd_s": fwdbwd_s, "flops": f, "rate_flops": rate_flops,
+             "fwd": {"bound": "fma", "floor_s": fwd_s}, "bwd": {"bound": "fma", "floor_s": fwdbwd_s - fwd_s}}
+    if peak_flops:
+        floor["fma_peak"] = {"fwd_s": f["fwd"] / peak_flops, "fwdbwd_s": f["fwdbwd"] / peak_flops,
+                             "rate_flops": peak_flops}
+    return floor
+
+
+def percentages(floor: dict, times: dict) -> dict:
+    """% of the floor (and of the FMA peak, where the floor has it) of a result's
+    fwd_s and fwdbwd_s."""
+    out = {"pct_floor_fwd": 100 * floor["fwd_s"] / times["fwd_s"],
+           "pct_floor_fwdbwd": 100 * floor["fwdbwd_s"] / times["fwdbwd_s"]}
+    if floor.get("fma_peak"):
+        out["pct_peak_fwd"] = 100 * floor["fma_peak"]["fwd_s"] / times["fwd_s"]
+        out["pct_peak_fwdbwd"] = 100 * floor["fma_peak"]["fwdbwd_s"] / times["fwdbwd_s"]
+    return out

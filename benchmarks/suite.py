@@ -28,6 +28,7 @@ import torch
 
 from . import impls as I
 from . import report
+from .cpu_floor import percentages
 from .measure import Options, bench_impl, is_oom, short
 from .shapes import DEFAULT_SHAPES, QUICK_SHAPES, SHAPES
 
@@ -196,8 +197,7 @@ def _finish_case(case: dict, outputs: dict, floor: Optional[dict]) -> None:
             r["rel_err"] = float((a - b).norm() / b.norm().clamp_min(1e-300))
             r["rel_err_vs"] = ref_name
         if floor and r["impl"] in I.FUSED:
-            r["pct_floor_fwd"] = 100 * floor["fwd_s"] / r["fwd_s"]
-            r["pct_floor_fwdbwd"] = 100 * floor["fwdbwd_s"] / r["fwdbwd_s"]
+            r.update(percentages(floor, r))
 
 
 def _gpu_floor(shape, n: int, dtype: torch.dtype, gpu: dict, input_grad: bool) -> Optional[dict]:
@@ -273,10 +273,8 @@ def run(argv=None) -> Tuple[dict, dict]:
                 floor = _gpu_floor(shape, n, dtype, gpu_floor, input_grad)
                 case["floor"] = floor
             elif cpu_rate:
-                from . import cpu_floor
-
                 case["sgemm_1thread_flops"] = cpu_rate.sample()
-                floor = case["floor"] = cpu_floor.case_floor(shape, n, cpu_rate.rate(), input_grad)
+                floor = case["floor"] = cpu_rate.case_floor(shape, n, input_grad)
             outputs = {}
             try:
                 inp = I.make_inputs(shape, n, dtype, args.device, input_grad=input_grad)

@@ -181,6 +181,32 @@ def test_cpu_floor_arithmetic_and_report(quick_run):
         assert nat["pct_floor_fwdbwd"] == pytest.approx(100 * case["floor"]["fwdbwd_s"] / nat["fwdbwd_s"])
     assert "% floor fwd" in stdout
     assert "| native fwd ms | % floor fwd |" in files[".md"].read_text()
+    # the CPU's FMA peak beside the sgemm floor, where this machine can measure it
+    if rate["fma_peak_1thread_flops"] is not None:
+        assert rate["fma_peak_isa"] in ("avx512", "avx2") and rate["fma_peak_1thread_flops"] > 1e9
+        for case in res["cases"]:
+            nat = next(r for r in case["results"] if r["impl"] == "native")
+            peak = case["floor"]["fma_peak"]
+            assert peak["rate_flops"] == pytest.approx(rate["threads"] * rate["fma_peak_1thread_flops"])
+            assert nat["pct_peak_fwdbwd"] == pytest.approx(100 * peak["fwdbwd_s"] / nat["fwdbwd_s"])
+        assert "% FMA peak fwd / f+b" in files[".md"].read_text()
+
+
+def test_fma_peak_probe(monkeypatch):
+    """fma_peak.py: the kernels' widest instruction set, narrowed by ATEN_CPU_CAPABILITY
+    as the kernels are, and its floor arithmetic."""
+    from benchmarks import cpu_floor, fma_peak
+    from benchmarks.shapes import SHAPES
+
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert fma_peak.kernel_isa() is None and fma_peak.peak_flops() is None  # the portable build: no FMA peak
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert fma_peak.kernel_isa() in (None, "avx2")
+    f = cpu_floor.case_floor(SHAPES["mid-64"], 32, 1e11, peak_flops=4e11)
+    assert f["fma_peak"]["fwd_s"] == pytest.approx(f["fwd_s"] / 4)
+    pct = cpu_floor.percentages(f, {"fwd_s": f["fwd_s"] * 2, "fwdbwd_s": f["fwdbwd_s"]})
+    assert pct == pytest.approx({"pct_floor_fwd": 50, "pct_floor_fwdbwd": 100, "pct_peak_fwd": 12.5,
+                                 "pct_peak_fwdbwd": 25})
 
 
 def test_first_layer_backward_leaves_the_input_alone():
