@@ -65,8 +65,8 @@ from torch import nn
 from adaptive_conv_ext import AdaptiveConv2d
 
 from . import idx_data
-from .paper_claims import (DEFAULT_OUT, count_params, environment, resolve_device, save_figure, set_determinism,
-                           train_step)
+from .paper_claims import (DEFAULT_OUT, count_params, device_name, environment, resolve_device, save_figure,
+                           set_determinism, train_step)
 
 SEEDS = (0, 1, 2)
 SCHEDULES = ("cosine", "constant")
@@ -284,6 +284,8 @@ def train_run(name: str, seed: int, config: Dict, checkpoints: Path, stop_after:
     steps = math.ceil(len(y) / bs)
     loss_fn = nn.CrossEntropyLoss()
     last = epochs if stop_after is None else min(epochs, stop_after)
+    if record["epochs_done"] < last and record.setdefault("machines", [None])[-1] != device_name(device):
+        record["machines"] = [m for m in record["machines"] if m] + [device_name(device)]  # times are per machine
     for epoch in range(record["epochs_done"], last):
         batches = torch.randperm(len(y), generator=g).split(bs)
         eval_after = {steps * k // per for k in range(1, per + 1)}

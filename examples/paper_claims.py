@@ -537,10 +537,24 @@ def save_figure(fig, path: Path, title: str, fontsize: float = 11) -> None:
     plt.close(fig)
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name (/proc/cpuinfo; else what platform knows)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device) -> Dict:
     return {
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "device_name": device_name(device),
         "adaptive_backend": adaptive_backend(device),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
