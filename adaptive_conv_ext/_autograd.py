@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import torch
 import torch.autograd.forward_ad as fwAD
+from torch._functorch.utils import unwrap_dead_wrappers
 
 from . import _backends, _func, _native
 
@@ -52,6 +53,9 @@ def _forward_backward(ctx, grad_output):
     return grad_input, grad_weight, grad_kernel_bias, grad_bias
 
 
+_C_APPLY = torch._C._FunctionBase.__dict__["apply"]
+
+
 def _jvp_outside_compile(function):
     """Give `function` its forward-mode rule (``forward_mode_jvp``) except while
     torch.compile traces it: Dynamo (torch 2.13) refuses to trace an autograd.Function
@@ -62,7 +66,15 @@ def _jvp_outside_compile(function):
     apply = torch.autograd.Function.__dict__["apply"]
 
     def routed_apply(cls, *args, **kwargs):
-        return apply.__get__(None, function if torch.compiler.is_compiling() else with_jvp)(*args, **kwargs)
+        if torch.compiler.is_compiling():
+            return apply.__get__(None, function)(*args, **kwargs)
+        if kwargs or torch._C._are_functorch_transforms_active():
+            return apply.__get__(None, with_jvp)(*args, **kwargs)
+        # What torch 2.13's Function.apply does outside torch.func transforms, less its
+        # binding of the arguments to forward's signature (inspect.signature: half the
+        # Python time of a batch-1 call): our callers pass every argument of forward,
+        # which has no defaults, positionally. (In 2.14 _C_APPLY is apply itself.)
+        return _C_APPLY.__get__(None, with_jvp)(*unwrap_dead_wrappers(args))
 
     function.apply = classmethod(routed_apply)
     return function
@@ -239,17 +251,20 @@ def _op_function(op, setup_context, backward, jvp, vmap):
     return type(op._opname + "Function", (torch.autograd.Function,), members)
 
 
-def _needs_autograd(args) -> bool:
-    """Whether an input requires grad (grad mode on) or has a forward-mode tangent."""
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+def needs_autograd(args) -> bool:
+    """Whether a tensor among args requires grad (grad mode on) or has a forward-mode
+    tangent. Tangents exist only inside a dual level (fwAD.unpack_dual finds none
+    outside one), so without one no tensor is unpacked."""
+    if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
         return True
-    return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
+    return fwAD._current_level >= 0 and any(
+        isinstance(a, torch.Tensor) and fwAD.unpack_dual(a).tangent is not None for a in args
+    )
 
 
 def _autograd_kernel(op, function):
     def kernel(keyset, *args):
-        if _needs_autograd(args):
+        if needs_autograd(args):
             return function.apply(*args)
         # What register_autograd's kernel does without gradients: the device kernel.
         with torch._C._AutoDispatchBelowAutograd():

@@ -34,6 +34,20 @@ def _native_backward(grad_output, input, weight, kernel_bias, stride, padding, d
     )
 
 
+def _native_forward_callable() -> Optional[Callable]:
+    """The native forward operator as the C++ callable behind its OpOverload (whose
+    __call__ is one more Python frame in front of it), None without the build."""
+    if _native.IMPORT_ERROR is not None:
+        return None
+    overload = torch.ops.adaptive_conv_ext.adaptive_conv2d_forward.default
+    return getattr(overload, "_op", overload)
+
+
+# For adaptive_conv2d's calls without autograd (functional._run); Function.forward goes
+# through fused_ops, looked up at each call.
+NATIVE_FORWARD = _native_forward_callable()
+
+
 def _native_ops() -> FusedOps:
     return FusedOps(torch.ops.adaptive_conv_ext.adaptive_conv2d_forward.default, _native_backward)
 

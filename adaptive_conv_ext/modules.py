@@ -93,16 +93,8 @@ class AdaptiveConv2d(nn.Module):
                 f"(dimension -3), got {input.shape[-3]} (input shape {tuple(input.shape)})"
             )
         return adaptive_conv2d(
-            input,
-            self.weight,
-            self.kernel_bias,
-            self.bias,
-            self.stride,
-            self.padding,
-            self.dilation,
-            self.groups,
-            backend=self.backend,
-            padding_mode=self.padding_mode,
+            input, self.weight, self.kernel_bias, self.bias, self.stride, self.padding, self.dilation, self.groups,
+            self.backend, self.padding_mode,
         )
 
     def extra_repr(self) -> str:

@@ -70,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--mem-cap-mb", type=int, default=0,
                    help="CPU: limit each memory child to this many MiB above its inputs; more is recorded as oom")
+    p.add_argument("--overhead", action="store_true",
+                   help="CPU: also break the per-call cost down against F.conv2d's at the same size "
+                   "(benchmarks/overhead.py: 1x1x1x1 and each --shapes at --batch, default 1)")
     p.add_argument("--no-plot", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--floors", action="store_true",
@@ -85,6 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
+    if args.overhead and args.device != "cpu":
+        p.error("--overhead: the breakdown runs on the CPU only (use --device cpu)")
     args.shapes = _csv(args.shapes) if args.shapes else (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)
     if args.shapes == ["all"]:
         args.shapes = DEFAULT_SHAPES
@@ -239,7 +244,7 @@ def run(argv=None) -> Tuple[dict, dict]:
         "settings": {
             "quick": args.quick, "reps": args.reps, "min_reps": args.min_reps, "warmup": args.warmup,
             "budget_s": args.budget, "shapes": args.shapes, "backends": args.backends, "dtypes": args.dtypes,
-            "batch_override": args.batch or None, "memory": not args.no_memory, "mem_cap_mb": args.mem_cap_mb,
+            "batch_override": args.batch or None, "overhead": args.overhead, "memory": not args.no_memory, "mem_cap_mb": args.mem_cap_mb,
             "timer": "CUDA events" if args.device == "cuda" else "time.perf_counter",
             "forward": "under torch.no_grad()",
             "forward+backward": "the gradients SPEC section 3 says training needs; first layers also with all",
@@ -302,6 +307,10 @@ def run(argv=None) -> Tuple[dict, dict]:
             write_json(paths["json"], results)  # after every case: a run cut short keeps what it finished
             del inp, outputs
     bar.close()
+    if args.overhead:
+        from . import overhead
+
+        results["overhead"] = overhead.measure(args.shapes, args.batch or 1)
     results["wall_s"] = time.perf_counter() - t_start
     dev["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     if cpu_rate:
@@ -314,16 +323,26 @@ def run(argv=None) -> Tuple[dict, dict]:
     with open(paths["md"], "w") as f:
         f.write(header_md(results) + "\n\n" + (f"**{warning}**\n\n" if warning else "")
                 + report.floor_summary_md(results) + report.markdown_table(results) + "\n")
+        if "overhead" in results:
+            f.write("\n### Per-call overhead (benchmarks/overhead.py)\n\n" + _overhead_md(results) + "\n")
     if not args.no_plot:
         from .plot import plot
 
         paths["png"] = str(out_dir / f"{stem}.png")
         plot(results, paths["png"])
     print(report.text_table(results))
+    if "overhead" in results:
+        print("\n" + _overhead_md(results))
     if warning:
         print("\n" + warning)
     print(f"\n{len(results['cases'])} cases in {results['wall_s']:.0f} s; wrote " + ", ".join(paths.values()))
     return results, paths
+
+
+def _overhead_md(results: dict) -> str:
+    from . import overhead
+
+    return overhead.markdown({"this build": results["overhead"]})
 
 
 def write_json(path: str, results: dict) -> None:
