@@ -178,18 +178,12 @@ def _plan_key(input, weight, kernel_bias, bias, stride, padding, dilation, group
                 return None
         elif type(v) is not int and type(v) is not str:
             return None
-    if kernel_bias is None:
-        kb = None
-    elif type(kernel_bias) in plain:
-        kb = (kernel_bias.shape, kernel_bias.dtype, kernel_bias.device)
-    else:
-        return None
-    if bias is None:
-        b = None
-    elif type(bias) in plain:
-        b = (bias.shape, bias.dtype, bias.device)
-    else:
-        return None
+    optional = []  # kernel_bias and bias: None, or their facts
+    for t in (kernel_bias, bias):
+        if t is not None and type(t) not in plain:
+            return None
+        optional.append(None if t is None else (t.shape, t.dtype, t.device))
+    kb, b = optional
     try:
         strides = input.stride()
     except RuntimeError:  # a layout without strides (sparse): validate() or the operator says what

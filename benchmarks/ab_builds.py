@@ -89,19 +89,11 @@ def main(argv=None) -> int:
             print(f"{'':14s} % of FMA peak: fwd {row['old_fwd_s_pct_peak']:5.1f}% -> {row['new_fwd_s_pct_peak']:5.1f}%"
                   f"   f+b {row['old_fwdbwd_s_pct_peak']:5.1f}% -> {row['new_fwdbwd_s_pct_peak']:5.1f}%", flush=True)
     result = {"date": time.strftime("%Y-%m-%d %H:%M"), "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "cpu": cpu_floor_cpu_name(), "load_avg": os.getloadavg(), "floor": rate.info(), "rows": rows}
+              "cpu": cpu_floor.cpu_model(), "load_avg": os.getloadavg(), "floor": rate.info(), "rows": rows}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
     return 0
-
-
-def cpu_floor_cpu_name() -> str:
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 if __name__ == "__main__":

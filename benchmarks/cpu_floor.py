@@ -18,6 +18,7 @@ BLAS does not run the widest vectors, the sgemm floor is lower than the machine'
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from typing import Optional
@@ -28,6 +29,18 @@ from . import fma_peak
 
 TANH_FMAS = 10
 SGEMM_SIZE = 1024
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def sgemm_rate_one_thread(reps: int = 10) -> float:

@@ -33,6 +33,8 @@ from typing import Callable, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from .cpu_floor import cpu_model
+
 # (row key, label); the order of the table.
 ROWS = [
     ("F.conv2d", "F.conv2d (functional)"),
@@ -161,22 +163,11 @@ def measure(shapes: List[str], n: int = 1, rounds: int = 15, round_s: float = 0.
         "module": adaptive_conv_ext.__file__,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "batch": n,
         "rounds": rounds,
         "problems": problems,
     }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _cell(row: dict, key: str) -> str:

@@ -28,7 +28,7 @@ import torch
 
 from . import impls as I
 from . import report
-from .cpu_floor import percentages
+from .cpu_floor import cpu_model, percentages
 from .measure import Options, bench_impl, is_oom, short
 from .shapes import DEFAULT_SHAPES, QUICK_SHAPES, SHAPES
 
@@ -120,17 +120,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 # ---------------------------------------------------------------- environment
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _git(*cmd) -> Optional[str]:
     try:
         root = Path(__file__).resolve().parent.parent
@@ -159,7 +148,7 @@ def environment(device: str) -> Tuple[dict, dict]:
     }
     dev = {
         "type": device,
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
