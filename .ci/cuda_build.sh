@@ -14,8 +14,10 @@
 #      minimum torch <= 2.11, else CI fails).
 # usage: cuda_build.sh [build|cpu-venv|test] [OUT]
 #   build: steps 1-3, the wheel in OUT/wheel; cpu-venv: step 4a's venv (OUT/cpu-venv);
-#   test: step 4 (the venv of 4a made first unless there); no phase: all, OUT a temp dir.
-# .ci/run runs the phases apart: the build in the background while the tests run.
+#   test: step 4 (the venv of 4a made first unless there); all (the default): 1-4, OUT a
+#   temp dir unless given; OUT/built marks the end of step 3.
+# .ci/run runs `all` in the background from its start: the build, then the tests in both
+# environments, while the README's tests run.
 # Skips (exit 0) with a message only when nvcc is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -103,6 +105,7 @@ build_wheel() {
   wheel=$(ls "$out"/wheel/*.whl)
   echo "cuda_build: wheel $(basename "$wheel"): $(unzip -l "$wheel" | grep -oE 'adaptive_conv_ext/_C[a-z_]*\.abi3\.so' | tr '\n' ' ')"
   rm -rf "$tmp/src"
+  touch "$out/built"  # .ci/run's SASS check waits for this (the objects and the wheel are there)
 }
 
 # --- 4a. a fresh venv with the CPU torch
@@ -145,9 +148,9 @@ test_wheel() {
 }
 
 case "$phase" in
-  build) cuda_venv; build_wheel ;;
+  build) cuda_venv; rm -f "$out/built"; build_wheel ;;
   cpu-venv) make_cpu_venv ;;
   test) test_wheel ;;
-  all) cuda_venv; build_wheel; test_wheel ;;
+  all) cuda_venv; rm -f "$out/built"; build_wheel; test_wheel ;;
   *) echo "usage: $0 [build|cpu-venv|test] [OUT]" >&2; exit 2 ;;
 esac
