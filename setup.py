@@ -14,6 +14,8 @@ import copy
 import glob
 import os
 import platform
+import shutil
+import subprocess
 import sys
 
 import torch
@@ -130,7 +132,17 @@ class BuildWithIsaFlags(BuildExtension):
             snapshot = copy.copy(compiler)  # compiler_so as torch set it for this file
             args = (obj, src, ext, list(cc_args), list(extra_postargs) + flags, pp_opts)
             cached = ObjectCache.entry(ROOT, src, repr((snapshot.compiler_so, args[3:])))
-            if cached is None or src.endswith(".cu"):
+            kept = kept_cuda_object(src)
+            if kept is not None:
+                args = args[:4] + (args[4] + ["-Xptxas", "-v"],) + args[5:]
+                # setuptools runs the compiler through .call (older: .spawn)
+                snapshot.call = snapshot.spawn = lambda cmd, kept=kept, **_: spawn_to_log(cmd, kept + ".log")
+
+                def compile_and_keep_cuda(args=args, kept=kept):
+                    compile_unbound(snapshot, *args)
+                    shutil.copy2(args[0], kept)
+                pending.append((src, compile_and_keep_cuda))
+            elif cached is None or src.endswith(".cu"):
                 pending.append((src, lambda: compile_unbound(snapshot, *args)))
             elif cached.restore(obj):
                 print(f"adaptive_conv_ext: {src} unchanged (object from {cached.path})", flush=True)
@@ -153,6 +165,32 @@ class BuildWithIsaFlags(BuildExtension):
         compiler._compile = record_compile
         compiler.compile = compile_concurrently
         super().build_extensions()
+
+
+def kept_cuda_object(src):
+    """Where a .cu file's object and its ptxas -v log are kept ($ADAPTIVE_CONV_CUDA_OBJECTS/
+    <path with / as _>.o and .o.log), or None: CI's wheel build keeps them, and
+    .ci/compile_cuda.sh runs the SASS check and the floor report on these very objects
+    instead of compiling the kernels a second time."""
+    root = os.environ.get("ADAPTIVE_CONV_CUDA_OBJECTS")
+    if not root or not src.endswith(".cu"):
+        return None
+    os.makedirs(root, exist_ok=True)
+    return os.path.join(root, os.path.relpath(src, ROOT).replace(os.sep, "_") + ".o")
+
+
+def spawn_to_log(cmd, log):
+    """Runs a compiler command with its output in `log` (ptxas -v writes a few lines per
+    kernel); prints what is not ptxas's per-kernel report (warnings), all of it on failure."""
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log, "w") as f:
+        f.write(proc.stdout)
+    if proc.returncode != 0:
+        print(proc.stdout, flush=True)
+        raise CompileError(f"{cmd[0]} failed with exit code {proc.returncode}")
+    other = [l for l in proc.stdout.splitlines() if not l.startswith("ptxas info") and "bytes stack frame" not in l]
+    if other:
+        print("\n".join(other), flush=True)
 
 
 def run_concurrently(compiles):

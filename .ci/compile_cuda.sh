@@ -23,6 +23,13 @@
 # SOURCES, NVCC_FLAGS) go into its cache directory (build/sass_model/<key>, the key computed
 # by floor_report itself) with their ptxas logs: a later floor report reuses them, and a
 # later run of this script reuses them when the logs are there too.
+# COMPILE_CUDA_OBJECTS=<dir>: step 1 is done already: <dir> holds every .cu file's object and
+# ptxas -v log (<path with / as _>.o, .o.log), as setup.py keeps them with
+# ADAPTIVE_CONV_CUDA_OBJECTS (.ci/run: the wheel's build, sm_80 and sm_90, the objects the
+# wheel ships); steps 2 and 7 read the sm_90 code of those, and nothing is compiled twice.
+# `compile_cuda.sh emulate DIR` runs steps 3-5 alone (binaries, log DIR/emulate.out and exit
+# status DIR/emulate.rc in DIR); a later run with COMPILE_CUDA_EMULATED=DIR reports them
+# instead of running them again (.ci/run: the emulation runs in the background from the start).
 # Skips (exit 0) with a message when nvcc is absent. Exits non-zero on any error.
 # Env: COMPILE_CUDA_JOBS (parallel nvcc processes, default nproc),
 #      COMPILE_CUDA_ARCHS (default "80 90"; .ci/run: "90", since .ci/cuda_build.sh builds
@@ -54,7 +61,7 @@ gencode=""
 for a in $archs; do gencode+=" -gencode arch=compute_$a,code=sm_$a"; done
 export gencode
 echo "compile_cuda: $(nvcc --version | tail -1)"
-echo "compile_cuda: ${#files[@]} file(s), sm: ${archs}, ${jobs} parallel job(s)"
+[ -n "${COMPILE_CUDA_OBJECTS:-}" ] || [ "${1:-}" = emulate ] || echo "compile_cuda: ${#files[@]} file(s), sm: ${archs}, ${jobs} parallel job(s)"
 nvcc_flags="-std=c++17 -O3$gencode"  # as benchmarks/floor_report.py NVCC_FLAGS for sm_90
 
 # --- steps 3-5 in the background (they need only g++ and CUDA's headers) ----------------
@@ -86,19 +93,35 @@ emulate_all() {
   echo "compile_cuda: fused tensor-core backward cases in the emulation"
   "$tmp/emulate_kernels" bwdmma || return 1
 }
-if [ "${COMPILE_CUDA_EMULATE:-1}" != "0" ]; then
+if [ "${1:-}" = emulate ]; then
+  emu=${2:?usage: compile_cuda.sh emulate DIR}
+  mkdir -p "$emu"
+  t0=$SECONDS rc=0
+  emulate_all "$emu" >"$emu/emulate.out" 2>&1 || rc=$?
+  echo "compile_cuda: steps 3-5 (instruction models, runtime, kernel emulation) took $((SECONDS - t0)) s" >>"$emu/emulate.out"
+  echo "$rc" >"$emu/emulate.rc"
+  exit "$rc"
+fi
+emu=${COMPILE_CUDA_EMULATED:-$tmp}  # where the emulation binary, its log and status are
+if [ -n "${COMPILE_CUDA_EMULATED:-}" ]; then
+  echo "compile_cuda: steps 3-5 ran before (compile_cuda.sh emulate $emu)"
+elif [ "${COMPILE_CUDA_EMULATE:-1}" != "0" ]; then
   emulate_all "$tmp" >"$tmp/emulate.out" 2>&1 &
   emulate_pid=$!
 fi
 # The emulation's log and status, once it is done; the script's exit status is its.
 finish_emulation() {
-  if [ -z "$emulate_pid" ]; then
+  local rc=0
+  if [ -n "${COMPILE_CUDA_EMULATED:-}" ]; then
+    rc=$(cat "$emu/emulate.rc" 2>/dev/null || echo "no status")
+    [ "$rc" = 0 ] || rc=1
+  elif [ -z "$emulate_pid" ]; then
     echo "compile_cuda: emulation skipped (COMPILE_CUDA_EMULATE=0)"
     return 0
+  else
+    wait "$emulate_pid" || rc=$?
   fi
-  local rc=0
-  wait "$emulate_pid" || rc=$?
-  cat "$tmp/emulate.out"
+  cat "$emu/emulate.out"
   [ "$rc" -eq 0 ] || echo "compile_cuda: FAILED in the PTX instruction tests, the runtime tests or the kernel emulation"
   return "$rc"
 }
@@ -107,8 +130,11 @@ finish_emulation() {
 # The floor report's object cache, when this run builds exactly what the report reads
 # (sm_90 only, the same flags): one build of those objects per checkout. The key names the
 # report's nvcc, so that nvcc builds them (and, for one compiler throughout, the others).
-shared_dir="" shared_srcs="" nvcc_bin=nvcc
-if [ "$archs" = "90" ]; then
+shared_dir="" shared_srcs="" nvcc_bin=nvcc prebuilt=${COMPILE_CUDA_OBJECTS:-}
+if [ -n "$prebuilt" ]; then
+  archs=$(cat "$prebuilt"/*.o.log 2>/dev/null | sed -n "s/.*Compiling entry function '[^']*' for 'sm_\([0-9]*a\?\)'.*/\1/p" | sort -u | tr '\n' ' ' | sed 's/ $//')
+  echo "compile_cuda: the objects of the wheel's build in $prebuilt (sm: ${archs:-none}), not compiled again"
+elif [ "$archs" = "90" ]; then
   if report_cache=$(python - 2>/dev/null <<'PY'
 from benchmarks import floor_report as f
 nvcc = f.find_nvcc()
@@ -128,12 +154,15 @@ PY
     fi
   fi
 fi
-export shared_dir shared_srcs nvcc_flags nvcc_bin
+export shared_dir shared_srcs nvcc_flags nvcc_bin prebuilt
 
-# Object path of a source: in the shared cache (named as floor_report names it) or in tmp.
+# Object path of a source: the wheel build's (COMPILE_CUDA_OBJECTS), in the shared cache
+# (named as floor_report names it) or in tmp.
 obj_of() {
   local src=$1 tmp=$2
-  if [ -n "$shared_dir" ] && [[ "$shared_srcs" == *" $src "* ]]; then
+  if [ -n "$prebuilt" ]; then
+    echo "$prebuilt/$(echo "$src" | tr '/' '_').o"
+  elif [ -n "$shared_dir" ] && [[ "$shared_srcs" == *" $src "* ]]; then
     echo "$shared_dir/$(basename "$src" .cu).o"
   else
     echo "$tmp/$(echo "$src" | tr '/' '_').o"
@@ -146,8 +175,12 @@ compile_one() {
   obj=$(obj_of "$src" "$tmp")
   local log="$obj.log"
   if [ -f "$obj" ] && [ -f "$log" ]; then
-    echo "  ok    $src (cached: $obj)"
+    echo "  ok    $src (${prebuilt:+from the wheel build: }$obj)"
     return 0
+  fi
+  if [ -n "$prebuilt" ]; then
+    echo "  FAIL  $src: no object and ptxas log $obj(.log) from the wheel's build"
+    return 1
   fi
   local part="$obj.part$$" t0=$SECONDS
   # shellcheck disable=SC2086  # $nvcc_flags is a list of flags
@@ -220,10 +253,10 @@ fi
 
 finish_emulation
 # The planner's decisions come from the emulation binary (its `plan` mode), built above.
-if [ "${#model_args[@]}" -gt 0 ] && [ -x "$tmp/emulate_kernels" ]; then
+if [ "${#model_args[@]}" -gt 0 ] && [ -x "$emu/emulate_kernels" ]; then
   echo "compile_cuda: static model of the forward and fused backward kernels (report only, benchmarks/static_model.py)"
-  python -m benchmarks.static_model --cuobjdump "$cuobjdump" --planner "$tmp/emulate_kernels" "${model_args[@]}" \
+  python -m benchmarks.static_model --cuobjdump "$cuobjdump" --planner "$emu/emulate_kernels" "${model_args[@]}" \
     || echo "compile_cuda: static model failed (not a check)"
   echo "compile_cuda: floor report (python -m benchmarks --floors) of these objects, checked"
-  python -m benchmarks.floor_report --planner "$tmp/emulate_kernels" "${model_args[@]}" --check
+  python -m benchmarks.floor_report --planner "$emu/emulate_kernels" "${model_args[@]}" --check
 fi
