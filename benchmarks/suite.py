@@ -233,7 +233,8 @@ def run(argv=None) -> Tuple[dict, dict]:
         "settings": {
             "quick": args.quick, "reps": args.reps, "min_reps": args.min_reps, "warmup": args.warmup,
             "budget_s": args.budget, "shapes": args.shapes, "backends": args.backends, "dtypes": args.dtypes,
-            "batch_override": args.batch or None, "overhead": args.overhead, "memory": not args.no_memory, "mem_cap_mb": args.mem_cap_mb,
+            "batch_override": args.batch or None, "overhead": args.overhead, "memory": not args.no_memory,
+            "mem_cap_mb": args.mem_cap_mb,
             "timer": "CUDA events" if args.device == "cuda" else "time.perf_counter",
             "forward": "under torch.no_grad()",
             "forward+backward": "the gradients SPEC section 3 says training needs; first layers also with all",

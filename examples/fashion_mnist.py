@@ -284,8 +284,10 @@ def train_run(name: str, seed: int, config: Dict, checkpoints: Path, stop_after:
     steps = math.ceil(len(y) / bs)
     loss_fn = nn.CrossEntropyLoss()
     last = epochs if stop_after is None else min(epochs, stop_after)
-    if record["epochs_done"] < last and record.setdefault("machines", [None])[-1] != device_name(device):
-        record["machines"] = [m for m in record["machines"] if m] + [device_name(device)]  # times are per machine
+    if record["epochs_done"] < last:  # CPU and wall times are per machine: name each one trained on
+        machines, here = record.setdefault("machines", []), device_name(device)
+        if machines[-1:] != [here]:
+            machines.append(here)
     for epoch in range(record["epochs_done"], last):
         batches = torch.randperm(len(y), generator=g).split(bs)
         eval_after = {steps * k // per for k in range(1, per + 1)}
