@@ -135,6 +135,8 @@ check_env() {  # name python [--expect-cuda]
 # time). Each runs as a background job (so that set -e holds inside it); logs after.
 test_wheel() {
   local t0=$SECONDS rc=0 cpu_pid cuda_pid
+  # side by side, libgomp's spinning idle threads would take the other run's core (.ci/run)
+  export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
   make_cpu_venv
   check_env cpu-torch "$cpu_venv/bin/python" >"$out/cpu-torch.log" 2>&1 &
   cpu_pid=$!
