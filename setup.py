@@ -44,6 +44,20 @@ ISA_FLAGS = {
 
 
 
+# The kernel files that include no libtorch header (csrc/ops/cpu/parallel.h): compiled
+# without torch's include paths, so their objects do not depend on the torch built
+# against, and CI's wheel build takes install.sh's (ObjectCache.shared).
+TORCH_FREE_SOURCES = {f"csrc/ops/cpu/adaptive_conv2d_cpu{suffix}" for suffix in ("_default.cpp", *ISA_FLAGS)}
+# Include paths of torch and of the environment it is installed in (a venv's include/).
+ENV_INCLUDE_PREFIXES = tuple(
+    os.path.join(p, "") for p in {os.path.dirname(torch.__file__), os.path.join(sys.prefix, "include")}
+)
+
+
+def without_torch_includes(args):
+    return [a for a in args if not (a.startswith("-I") and os.path.join(a[2:], "").startswith(ENV_INCLUDE_PREFIXES))]
+
+
 def rel(pattern):
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
 
@@ -109,7 +123,9 @@ def extensions():
     # cudart linked statically: the library needs no particular libcudart.so.N, only a
     # driver new enough for the toolkit that built it. dl: the current-stream lookup.
     gpu.libraries = ["torch_cpu", "cudart_static", "rt", "pthread", "dl"]
-    return [cpu, gpu]
+    # The CUDA library first: its compiles run while a build whose CPU objects are shared
+    # (ObjectCache.shared) is still finishing them.
+    return [gpu, cpu]
 
 
 class BuildWithIsaFlags(BuildExtension):
@@ -130,8 +146,15 @@ class BuildWithIsaFlags(BuildExtension):
         def record_compile(obj, src, ext, cc_args, extra_postargs, pp_opts):
             flags = file_flags(src)
             snapshot = copy.copy(compiler)  # compiler_so as torch set it for this file
+            torch_free = os.path.relpath(os.path.join(ROOT, src), ROOT) in TORCH_FREE_SOURCES
+            if torch_free:
+                cc_args, pp_opts = without_torch_includes(cc_args), without_torch_includes(pp_opts)
             args = (obj, src, ext, list(cc_args), list(extra_postargs) + flags, pp_opts)
-            cached = ObjectCache.entry(ROOT, src, repr((snapshot.compiler_so, args[3:])))
+            # the command line, with this tree's path as a placeholder (another checkout's
+            # build may share a torch-free object)
+            signature = repr((snapshot.compiler_so, args[3:])).replace(ROOT, "<root>")
+            cached = ObjectCache.entry(ROOT, src, signature)
+            shared = ObjectCache.shared(ROOT, src, signature) if torch_free else None
             kept = kept_cuda_object(src)
             if kept is not None:
                 args = args[:4] + (args[4] + ["-Xptxas", "-v"],) + args[5:]
@@ -142,6 +165,8 @@ class BuildWithIsaFlags(BuildExtension):
                     compile_unbound(snapshot, *args)
                     shutil.copy2(args[0], kept)
                 pending.append((src, compile_and_keep_cuda))
+            elif shared is not None and shared.restore_shared(obj):
+                print(f"adaptive_conv_ext: {src}: object of another build, same inputs ({shared.path})", flush=True)
             elif cached is None or src.endswith(".cu"):
                 pending.append((src, lambda: compile_unbound(snapshot, *args)))
             elif cached.restore(obj):

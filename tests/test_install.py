@@ -75,3 +75,52 @@ def test_object_cache_reuses_an_object_only_while_its_inputs_are_unchanged(tmp_p
     assert not entry.restore(str(obj))
     header.unlink()  # a header that no longer exists
     assert not entry.restore(str(obj))
+
+
+def test_shared_object_is_taken_only_with_the_same_torch_free_inputs(tmp_path, monkeypatch):
+    """CI's wheel build takes install.sh's torch-free kernel objects (ObjectCache.shared):
+    from another tree, only with the same command line, inputs equal in content (not just
+    older), and no libtorch header among them."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        from object_cache import ObjectCache
+    finally:
+        sys.path.pop(0)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("ADAPTIVE_CONV_OBJECT_CACHE", str(cache))
+    monkeypatch.setenv("ADAPTIVE_CONV_SHARED_OBJECTS", str(cache))
+    trees = []
+    for name in ("checkout", "copy"):
+        tree = tmp_path / name
+        (tree / "csrc").mkdir(parents=True)
+        (tree / "csrc" / "k.cpp").write_text('#include "k.h"\n')
+        (tree / "csrc" / "k.h").write_text("// v1\n")
+        trees.append(tree)
+    checkout, copy = trees
+    entry = ObjectCache.entry(str(checkout), str(checkout / "csrc" / "k.cpp"), "g++ -O3 -I<root>/csrc")
+    obj = tmp_path / "k.o"
+    obj.write_bytes(b"object v1")
+    open(entry.deps, "w").write(f"{obj}: csrc/k.cpp \\\n csrc/k.h\n")  # -MMD's relative paths
+    entry.store(str(obj))
+
+    def take(signature="g++ -O3 -I<root>/csrc"):
+        out = tmp_path / "out" / "k.o"
+        out.unlink(missing_ok=True)
+        shared = ObjectCache.shared(str(copy), str(copy / "csrc" / "k.cpp"), signature)
+        return shared.restore_shared(str(out)) and out.read_bytes() == b"object v1"
+
+    assert take()
+    assert not take("g++ -O2 -I<root>/csrc")  # other flags
+    (copy / "csrc" / "k.h").write_text("// v2\n")
+    old = os.path.getmtime(entry.path) - 100
+    os.utime(copy / "csrc" / "k.h", (old, old))  # other content, though older than the object
+    assert not take()
+    (copy / "csrc" / "k.h").write_text("// v1\n")
+    assert take()
+    torch_header = tmp_path / "site-packages" / "torch" / "include" / "ops.h"
+    torch_header.parent.mkdir(parents=True)
+    torch_header.write_text("// a libtorch header\n")
+    open(entry.deps, "a").write(f" {torch_header}\n")  # the object read a torch header
+    obj.write_bytes(b"object v1")
+    entry.store(str(obj))  # its inputs' digest now has the header too
+    assert not take()

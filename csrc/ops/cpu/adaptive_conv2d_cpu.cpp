@@ -10,8 +10,15 @@
 #include "../adaptive_conv2d.h"
 #include "adaptive_conv2d_cpu_kernel.h"
 #include "cpu_isa.h"
+#include "parallel.h"
 
 namespace adaptive_conv_ext {
+
+// The kernels' thread pool (parallel.h): torch's.
+void cpu::parallel_for_range(int64_t begin, int64_t end, int64_t grain, void* ctx, RangeFn fn) {
+  torch::stable::parallel_for(begin, end, grain, [&](int64_t b, int64_t e) { fn(ctx, b, e); });
+}
+
 namespace {
 
 using torch::headeronly::ScalarType;

@@ -1,9 +1,8 @@
 // Fused CPU kernels for adaptive convolution (SPEC section 1). Included by one
 // .cpp per instruction set, which defines CPU_CAPABILITY (DEFAULT, AVX2, AVX512)
 // first and is compiled with that instruction set's flags; simd/vec.h picks its
-// vector types from those flags. Threads come from torch::stable::parallel_for: the
-// parallel region runs inside libtorch (its OpenMP or native pool), so this file
-// needs neither ATen nor -fopenmp.
+// vector types from those flags. Threads come from torch's pool through parallel.h, so
+// this file includes no libtorch header and needs no -fopenmp.
 //
 // Layout of the work: output pixels are taken kTile at a time (flattened over
 // Ho*Wo, vectorised along that axis). For a tile and one input channel the
@@ -12,14 +11,13 @@
 // tile-sized scratch row (backward): nothing of size N*O*(C/g)*T*Ho*Wo exists.
 #pragma once
 
-#include <torch/csrc/stable/ops.h>
-
 #include <algorithm>
 #include <type_traits>
 #include <cstring>
 #include <vector>
 
 #include "adaptive_conv2d_cpu_kernel.h"
+#include "parallel.h"
 #include "simd/vec.h"
 
 // The flags of the including file must select the vector build its namespace names.
@@ -378,7 +376,7 @@ void forward_staged(const AdaptiveConvShape& s, const T* x, const T* w, const T*
   const int64_t L = s.Ho * s.Wo, HW = s.H * s.W;
   const int64_t tiles = (L + kTile - 1) / kTile;
   const std::vector<int64_t> off = staged_offsets(T2);
-  torch::stable::parallel_for(0, s.N * tiles, 1, [&](int64_t begin, int64_t end) {
+  cpu::parallel_for(0, s.N * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> patch(T2 * kTile), acc(Og * kTile);
     const PatchRows<T> X{patch.data(), off.data(), T2 * kTile};
     Weights<T> q(T2);
@@ -413,7 +411,7 @@ void forward_direct(const AdaptiveConvShape& s, const T* x, const T* w, const T*
   // enough items for the cores of a small machine, from the shape alone
   const int64_t chunk = std::clamp<int64_t>((s.N * d.tiles + 15) / 16, 1, 16);
   const int64_t chunks = (d.tiles + chunk - 1) / chunk;
-  torch::stable::parallel_for(0, s.N * chunks, 1, [&](int64_t begin, int64_t end) {
+  cpu::parallel_for(0, s.N * chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> rows(d.max_rows_read(chunk) * d.P), acc(Og * chunk * kTile);
     Weights<T> q(T2);
     for (int64_t item = begin; item < end; ++item) {
@@ -642,7 +640,7 @@ void backward_impl(const AdaptiveConvShape& s, const T* gy, const T* x, const T*
     constexpr int MR = decltype(mr)::value;
     for (int64_t phase = 0; phase < 2; ++phase) {
       const int64_t bands_in_phase = (bands.count - phase + 1) / 2;
-      torch::stable::parallel_for(0, s.C * bands_in_phase, 1, [&](int64_t begin, int64_t end) {
+      cpu::parallel_for(0, s.C * bands_in_phase, 1, [&](int64_t begin, int64_t end) {
         const int64_t tile_stride = T2 * kTile, chunk = kChunkTiles * kTile;
         std::vector<T> patch(direct ? 0 : kChunkTiles * tile_stride), dpatch(kChunkTiles * tile_stride);
         std::vector<T> dsig(kChunkTiles * tile_stride), gout(kChunkTiles * kTile);
