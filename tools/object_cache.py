@@ -63,37 +63,33 @@ class ObjectCache:
         return h.hexdigest()
 
     def restore(self, obj: str) -> bool:
-        """Copy the kept object to `obj` if it is still what the compiler would produce."""
-        try:
-            if open(self.sig).read() != self.signature:
-                return False
+        """Copy the kept object to `obj` if it is still what the compiler would produce:
+        no input it read is newer than it."""
+        def unchanged():
             built = os.path.getmtime(self.path)
-            if any(os.path.getmtime(d) > built for d in self._inputs()):
-                return False
-        except (OSError, IndexError):
-            return False
-        self._copy_to(obj)
-        return True
+            return all(os.path.getmtime(d) <= built for d in self._inputs())
+        return self._restore_if(obj, unchanged)
 
     def restore_shared(self, obj: str) -> bool:
         """restore() for an object another build compiled: only if it read no libtorch
         header (so the torch it was built against does not matter) and every input it
         read has, in this tree, the content it had then."""
-        try:
-            if open(self.sig).read() != self.signature:
-                return False
+        def same_torch_free_inputs():
             if any(f"{os.sep}torch{os.sep}" in d for d in self._inputs()):
                 return False
-            if open(self.digest_path).read() != self._digest():
+            return open(self.digest_path).read() == self._digest()
+        return self._restore_if(obj, same_torch_free_inputs)
+
+    def _restore_if(self, obj: str, inputs_ok) -> bool:
+        """Copies the object to `obj` if it was built by this command line and inputs_ok()."""
+        try:
+            if open(self.sig).read() != self.signature or not inputs_ok():
                 return False
         except (OSError, IndexError):
             return False
-        self._copy_to(obj)
-        return True
-
-    def _copy_to(self, obj: str) -> None:
         os.makedirs(os.path.dirname(obj), exist_ok=True)
         shutil.copy2(self.path, obj)
+        return True
 
     def store(self, obj: str) -> None:
         shutil.copy2(obj, self.path)

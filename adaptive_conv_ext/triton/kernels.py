@@ -203,6 +203,35 @@ def _pixel_program(NB, n0, L, BLOCK_P: tl.constexpr):
     return n0 + r // n_pt, r % n_pt, blk
 
 
+@_device_fn
+def _pixel_tile(n, pt, L, Wo, H, W, sH, sW, pH, pW, dH, dW,
+                KW: tl.constexpr, T: tl.constexpr, TP: tl.constexpr, IDX64: tl.constexpr,
+                BLOCK_P: tl.constexpr):
+    """Pixel tile pt of image n: the image as a wide index nw, the pixels (offs_p,
+    pmask) and the tile's zero-padded patch (taps, hb, wb, xoff, xmask)."""
+    offs_p = pt * BLOCK_P + tl.arange(0, BLOCK_P)
+    pmask = offs_p < L
+    taps = tl.arange(0, TP)
+    hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
+    xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
+    return _wide(n, IDX64), offs_p, pmask, taps, hb, wb, xoff, xmask
+
+
+@_device_fn
+def _input_channel_tile(x_ptr, n0, NB, C, H, W, Ho, Wo, Cg, sH, sW, pH, pW, dH, dW,
+                        KW: tl.constexpr, T: tl.constexpr, TP: tl.constexpr, IDX64: tl.constexpr,
+                        BLOCK_P: tl.constexpr):
+    """The start of the input-gradient programs (NB images from n0 * pixel tiles, fastest,
+    * C): the input channel cin with its group g and index c there, L = Ho * Wo, the
+    _pixel_tile and the channel's plane x_base."""
+    L = Ho * Wo
+    n, pt, cin = _pixel_program(NB, n0, L, BLOCK_P)
+    nw, offs_p, pmask, taps, hb, wb, xoff, xmask = _pixel_tile(
+        n, pt, L, Wo, H, W, sH, sW, pH, pW, dH, dW, KW, T, TP, IDX64, BLOCK_P)
+    x_base = x_ptr + (nw * C + cin) * H * W
+    return cin, cin // Cg, cin % Cg, nw, L, offs_p, pmask, taps, hb, wb, xoff, xmask, x_base
+
+
 # --------------------------------------------------------------------------- forward
 
 
@@ -224,13 +253,8 @@ def fwd_o_kernel(
     n_ot = tl.cdiv(Og, BLOCK_O)
     g = blk // n_ot
     ot = blk % n_ot
-    nw = _wide(n, IDX64)
-
-    offs_p = pt * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = offs_p < L
-    taps = tl.arange(0, TP)
-    hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
-    xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
+    nw, offs_p, pmask, taps, hb, wb, xoff, xmask = _pixel_tile(
+        n, pt, L, Wo, H, W, sH, sW, pH, pW, dH, dW, KW, T, TP, IDX64, BLOCK_P)
     offs_o = g * Og + ot * BLOCK_O + tl.arange(0, BLOCK_O)
     omask = (ot * BLOCK_O + tl.arange(0, BLOCK_O)) < Og
 
@@ -272,13 +296,8 @@ def fwd_uv_kernel(
     L = Ho * Wo
     n, pt, o = _pixel_program(NB, n0, L, BLOCK_P)
     g = o // Og
-    nw = _wide(n, IDX64)
-
-    offs_p = pt * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = offs_p < L
-    taps = tl.arange(0, TP)
-    hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
-    xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
+    nw, offs_p, pmask, taps, hb, wb, xoff, xmask = _pixel_tile(
+        n, pt, L, Wo, H, W, sH, sW, pH, pW, dH, dW, KW, T, TP, IDX64, BLOCK_P)
 
     acc = tl.zeros((BLOCK_P,), dtype=tl.float32)
     for c in range(0, Cg):
@@ -330,20 +349,9 @@ def gin_o_kernel(
     DETERMINISTIC: tl.constexpr, IDX64: tl.constexpr,
     BLOCK_P: tl.constexpr, BLOCK_O: tl.constexpr,
 ):
-    # programs: NB images (from n0) * pixel tiles (fastest) * C.
     T: tl.constexpr = KH * KW
-    L = Ho * Wo
-    n, pt, cin = _pixel_program(NB, n0, L, BLOCK_P)
-    g = cin // Cg
-    c = cin % Cg
-    nw = _wide(n, IDX64)
-
-    offs_p = pt * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = offs_p < L
-    taps = tl.arange(0, TP)
-    hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
-    xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
-    x_base = x_ptr + (nw * C + cin) * H * W
+    cin, g, c, nw, L, offs_p, pmask, taps, hb, wb, xoff, xmask, x_base = _input_channel_tile(
+        x_ptr, n0, NB, C, H, W, Ho, Wo, Cg, sH, sW, pH, pW, dH, dW, KW, T, TP, IDX64, BLOCK_P)
     xp = tl.load(x_base + xoff, mask=xmask, other=0.0)
     if not LOW_DOT:
         xp = xp.to(tl.float32)
@@ -386,20 +394,10 @@ def gin_uv_kernel(
     DETERMINISTIC: tl.constexpr, IDX64: tl.constexpr,
     BLOCK_P: tl.constexpr,
 ):
-    # programs: NB images (from n0) * pixel tiles (fastest) * C.
     T: tl.constexpr = KH * KW
-    L = Ho * Wo
-    n, pt, cin = _pixel_program(NB, n0, L, BLOCK_P)
-    g = cin // Cg
-    c = cin % Cg
-    nw = _wide(n, IDX64)
-
-    offs_p = pt * BLOCK_P + tl.arange(0, BLOCK_P)
-    pmask = offs_p < L
-    taps = tl.arange(0, TP)
-    hb, wb = _origin(offs_p, Wo, sH, sW, pH, pW)
-    xoff, xmask = _patch(hb, wb, pmask, taps, H, W, dH, dW, KW, T)
-    xp = tl.load(x_ptr + (nw * C + cin) * H * W + xoff, mask=xmask, other=0.0)
+    cin, g, c, nw, L, offs_p, pmask, taps, hb, wb, xoff, xmask, x_base = _input_channel_tile(
+        x_ptr, n0, NB, C, H, W, Ho, Wo, Cg, sH, sW, pH, pW, dH, dW, KW, T, TP, IDX64, BLOCK_P)
+    xp = tl.load(x_base + xoff, mask=xmask, other=0.0)
     xf = xp.to(tl.float32)
     if not LOW_DOT:
         xp = xf

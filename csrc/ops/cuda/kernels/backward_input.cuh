@@ -18,17 +18,10 @@ adaptive_conv2d_bwd_input_kernel(const Geom g, const DxCfg cfg,
                                  const scalar_t* __restrict__ kbias,
                                  typename AccType<scalar_t>::type* __restrict__ grad_in,
                                  typename AccType<scalar_t>::type* __restrict__ ws) {
-  using acc_t = typename AccType<scalar_t>::type;
-  using V = VecOf<acc_t>;
-  constexpr bool kStatic = KH > 0;
-  constexpr int kT = kStatic ? KH * KW : 1;
-  constexpr int kTp = kStatic ? (kT + V::n - 1) / V::n * V::n : 1;
-  constexpr bool kFast = FastTanh<scalar_t>::value;
-  // Unrolling the kernel-row loop too would make 7x7 bodies of ~5000 FMAs: slow to
-  // compile and register-hungry. Rows stay a loop there; taps within a row are unrolled.
-  constexpr bool kFullT = kT <= 25;
-  const int T = kStatic ? kT : g.T;
-  const int Tp = kStatic ? kTp : g.Tp;
+  using K = ScalarKernelTraits<scalar_t, KH, KW>;
+  using acc_t = typename K::acc_t;
+  using V = typename K::V;
+  const int T = K::kStatic ? K::kT : g.T, Tp = K::kStatic ? K::kTp : g.Tp;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   acc_t* const qs = reinterpret_cast<acc_t*>(smem_raw);  // [oq][tt][Tp]
@@ -83,8 +76,8 @@ adaptive_conv2d_bwd_input_kernel(const Geom g, const DxCfg cfg,
         if (!valid) continue;
 
         acc_t* const tot = dxt + tid * Tp;
-        if constexpr (kStatic) {
-          acc_t xr[kT];
+        if constexpr (K::kStatic) {
+          acc_t xr[K::kT];
 #pragma unroll
           for (int ah = 0; ah < KH; ++ah) {
 #pragma unroll
@@ -92,18 +85,18 @@ adaptive_conv2d_bwd_input_kernel(const Geom g, const DxCfg cfg,
           }
           for (int ol = 0; ol < oq_a; ++ol) {
             const acc_t gv = to_acc(ldg(gout + static_cast<index_t>(o0 + ol) * static_cast<index_t>(plane)));
-            const acc_t* const q = qs + ol * kT * kTp;
-            const acc_t* const b = bs + ol * kT;
-            acc_t dp[kT];  // this output channel's contribution (summed into tot: two levels)
+            const acc_t* const q = qs + ol * K::kT * K::kTp;
+            const acc_t* const b = bs + ol * K::kT;
+            acc_t dp[K::kT];  // this output channel's contribution (summed into tot: two levels)
 #pragma unroll
-            for (int a = 0; a < kT; ++a) dp[a] = acc_t(0);
-#pragma unroll(kFullT ? kT : 1)
-            for (int t = 0; t < kT; ++t) {
-              const acc_t* const qrow = q + t * kTp;
-              const acc_t s = sigma_static<kT, kTp>(qrow, b[t], xr);
-              const acc_t k = tanh_acc<kFast>(s);
+            for (int a = 0; a < K::kT; ++a) dp[a] = acc_t(0);
+#pragma unroll(K::kFullT ? K::kT : 1)
+            for (int t = 0; t < K::kT; ++t) {
+              const acc_t* const qrow = q + t * K::kTp;
+              const acc_t s = sigma_static<K::kT, K::kTp>(qrow, b[t], xr);
+              const acc_t k = tanh_acc<K::kFast>(s);
               acc_t xt;
-              if constexpr (kFullT) {
+              if constexpr (K::kFullT) {
                 xt = xr[t];
                 dp[t] = fma_acc(gv, k, dp[t]);  // direct term
               } else {
@@ -113,16 +106,16 @@ adaptive_conv2d_bwd_input_kernel(const Geom g, const DxCfg cfg,
               }
               const acc_t ds = gv * xt * fma_acc(-k, k, acc_t(1));  // dsigma
 #pragma unroll
-              for (int v = 0; v < kTp / V::n; ++v) {
+              for (int v = 0; v < K::kTp / V::n; ++v) {
                 const typename V::type qv = *reinterpret_cast<const typename V::type*>(qrow + v * V::n);
 #pragma unroll
                 for (int j = 0; j < V::n; ++j) {
-                  if (v * V::n + j < kT) dp[v * V::n + j] = fma_acc(ds, qv.v[j], dp[v * V::n + j]);
+                  if (v * V::n + j < K::kT) dp[v * V::n + j] = fma_acc(ds, qv.v[j], dp[v * V::n + j]);
                 }
               }
             }
 #pragma unroll
-            for (int a = 0; a < kT; ++a) tot[a] += dp[a];
+            for (int a = 0; a < K::kT; ++a) tot[a] += dp[a];
           }
         } else {
           acc_t* const dp = dxp + tid * Tp;
@@ -142,7 +135,7 @@ adaptive_conv2d_bwd_input_kernel(const Geom g, const DxCfg cfg,
               const int t = t0 + tl;
               const int th = t / g.kW;
               const int tw = t - th * g.kW;
-              const acc_t k = tanh_acc<kFast>(s);
+              const acc_t k = tanh_acc<K::kFast>(s);
               dp[t] = fma_acc(gv, k, dp[t]);
               const acc_t ds = gv * xb[th * rstep + tw * g.dW] * fma_acc(-k, k, acc_t(1));
               for (int a2 = 0; a2 < T; ++a2) dp[a2] = fma_acc(ds, qr[a2], dp[a2]);

@@ -18,16 +18,11 @@ adaptive_conv2d_bwd_weight_kernel(const Geom g, const DwCfg cfg,
                                   const scalar_t* __restrict__ kbias, double* __restrict__ gw,
                                   double* __restrict__ gkb, double* __restrict__ ws_w,
                                   double* __restrict__ ws_kb) {
-  using acc_t = typename AccType<scalar_t>::type;
-  using V = VecOf<acc_t>;
-  constexpr bool kStatic = KH > 0;
-  constexpr int kT = kStatic ? KH * KW : 1;
-  constexpr int kTp = kStatic ? (kT + V::n - 1) / V::n * V::n : 1;
-  constexpr bool kFast = FastTanh<scalar_t>::value;
+  using K = ScalarKernelTraits<scalar_t, KH, KW>;
+  using acc_t = typename K::acc_t;
+  using V = typename K::V;
+  const int T = K::kStatic ? K::kT : g.T, Tp = K::kStatic ? K::kTp : g.Tp;
   constexpr int kAV = (AW + V::n - 1) / V::n;  // vectors per owned column range
-  constexpr bool kFullT = kT <= 25;  // see the forward kernel
-  const int T = kStatic ? kT : g.T;
-  const int Tp = kStatic ? kTp : g.Tp;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   acc_t* const qs = reinterpret_cast<acc_t*>(smem_raw);  // [oq][tt][Tp], resident
@@ -99,30 +94,30 @@ adaptive_conv2d_bwd_weight_kernel(const Geom g, const DwCfg cfg,
           const scalar_t* const gout =
               grad_out + (static_cast<index_t>(n) * g.O + gi * g.Og + o0) * static_cast<index_t>(plane) +
               (static_cast<index_t>(oh) * g.Wo + ow);
-          if constexpr (kStatic) {
-            acc_t xr[kT];
+          if constexpr (K::kStatic) {
+            acc_t xr[K::kT];
 #pragma unroll
             for (int ah = 0; ah < KH; ++ah) {
 #pragma unroll
               for (int aw = 0; aw < KW; ++aw) xr[ah * KW + aw] = xb[ah * rstep + aw * g.dW];
             }
 #pragma unroll
-            for (int a = 0; a < kTp; ++a) xc[a] = a < kT ? xr[a] : acc_t(0);
+            for (int a = 0; a < K::kTp; ++a) xc[a] = a < K::kT ? xr[a] : acc_t(0);
             for (int ol = 0; ol < oq_a; ++ol) {
               const acc_t gv = to_acc(ldg(gout + static_cast<index_t>(ol) * static_cast<index_t>(plane)));
-              const acc_t* const q = qs + ol * kT * kTp;
-              const acc_t* const b = bs + ol * kT;
-#pragma unroll(kFullT ? kT : 1)
-              for (int t = 0; t < kT; ++t) {
-                const acc_t s = sigma_static<kT, kTp>(q + t * kTp, b[t], xr);
-                const acc_t k = tanh_acc<kFast>(s);
+              const acc_t* const q = qs + ol * K::kT * K::kTp;
+              const acc_t* const b = bs + ol * K::kT;
+#pragma unroll(K::kFullT ? K::kT : 1)
+              for (int t = 0; t < K::kT; ++t) {
+                const acc_t s = sigma_static<K::kT, K::kTp>(q + t * K::kTp, b[t], xr);
+                const acc_t k = tanh_acc<K::kFast>(s);
                 acc_t xt;
-                if constexpr (kFullT) {
+                if constexpr (K::kFullT) {
                   xt = xr[t];
                 } else {
                   xt = xc[t];
                 }
-                dsr[ol * kT + t] = gv * xt * fma_acc(-k, k, acc_t(1));
+                dsr[ol * K::kT + t] = gv * xt * fma_acc(-k, k, acc_t(1));
               }
             }
           } else {
@@ -139,7 +134,7 @@ adaptive_conv2d_bwd_weight_kernel(const Geom g, const DwCfg cfg,
                 const acc_t* const qr = q + tl * Tp;
                 acc_t s = b[tl];
                 for (int a2 = 0; a2 < T; ++a2) s = fma_acc(qr[a2], xc[a2], s);
-                const acc_t k = tanh_acc<kFast>(s);
+                const acc_t k = tanh_acc<K::kFast>(s);
                 dsr[ol * tt_a + tl] = gv * xc[t0 + tl] * fma_acc(-k, k, acc_t(1));
               }
             }

@@ -178,6 +178,22 @@ struct VecOf {
   using type = VecN<A, n>;
 };
 
+// What the scalar kernels (forward.cuh, backward_input.cuh, backward_weight.cuh) know at
+// compile time: accumulator and vector types, the tanh, and the taps T = KH * KW, fixed
+// for a static kernel size (KH > 0) and read from Geom at run time otherwise (KH = 0).
+template <typename scalar_t, int KH, int KW>
+struct ScalarKernelTraits {
+  using acc_t = typename AccType<scalar_t>::type;
+  using V = VecOf<acc_t>;
+  static constexpr bool kStatic = KH > 0;
+  static constexpr int kT = kStatic ? KH * KW : 1;
+  static constexpr int kTp = kStatic ? (kT + V::n - 1) / V::n * V::n : 1;  // rows padded to vectors
+  static constexpr bool kFast = FastTanh<scalar_t>::value;
+  // Unrolling the kernel-row loop too would make 7x7 bodies of ~5000 FMAs: slow to
+  // compile and register-hungry. Rows stay a loop there; taps within a row are unrolled.
+  static constexpr bool kFullT = kT <= 25;
+};
+
 }  // namespace
 }  // namespace cuda
 }  // namespace adaptive_conv_ext

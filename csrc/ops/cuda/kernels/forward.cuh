@@ -15,17 +15,10 @@ adaptive_conv2d_fwd_kernel(const Geom g, const FwdCfg cfg, const scalar_t* __res
                            const scalar_t* __restrict__ weight,
                            const scalar_t* __restrict__ kbias, const scalar_t* __restrict__ bias,
                            scalar_t* __restrict__ out) {
-  using acc_t = typename AccType<scalar_t>::type;
-  using V = VecOf<acc_t>;
-  constexpr bool kStatic = KH > 0;
-  constexpr int kT = kStatic ? KH * KW : 1;
-  constexpr int kTp = kStatic ? (kT + V::n - 1) / V::n * V::n : 1;
-  constexpr bool kFast = FastTanh<scalar_t>::value;
-  // Unrolling the kernel-row loop too would make 7x7 bodies of ~5000 FMAs: slow to
-  // compile and register-hungry. Rows stay a loop there; taps within a row are unrolled.
-  constexpr bool kFullT = kT <= 25;
-  const int T = kStatic ? kT : g.T;
-  const int Tp = kStatic ? kTp : g.Tp;
+  using K = ScalarKernelTraits<scalar_t, KH, KW>;
+  using acc_t = typename K::acc_t;
+  using V = typename K::V;
+  const int T = K::kStatic ? K::kT : g.T, Tp = K::kStatic ? K::kTp : g.Tp;
 
   extern __shared__ __align__(16) unsigned char smem_raw[];
   acc_t* const qs = reinterpret_cast<acc_t*>(smem_raw);  // [oct][cch][tt][Tp]
@@ -69,28 +62,28 @@ adaptive_conv2d_fwd_kernel(const Geom g, const FwdCfg cfg, const scalar_t* __res
 
         for (int cl = 0; cl < cch_a; ++cl) {
           const acc_t* const xb = xs + cl * cfg.box + pbase;
-          if constexpr (kStatic) {
+          if constexpr (K::kStatic) {
             // Static kernels always run with tt == T, t0 == 0 (the planner guarantees it).
-            acc_t xr[kT];
+            acc_t xr[K::kT];
 #pragma unroll
             for (int ah = 0; ah < KH; ++ah) {
 #pragma unroll
               for (int aw = 0; aw < KW; ++aw) xr[ah * KW + aw] = xb[ah * rstep + aw * g.dW];
             }
             for (int ol = 0; ol < oct_a; ++ol) {
-              const acc_t* const q = qs + (ol * cch_a + cl) * kT * kTp;
-              const acc_t* const b = bs + (ol * cch_a + cl) * kT;
+              const acc_t* const q = qs + (ol * cch_a + cl) * K::kT * K::kTp;
+              const acc_t* const b = bs + (ol * cch_a + cl) * K::kT;
               acc_t yv = acc_t(0);
-#pragma unroll(kFullT ? kT : 1)
-              for (int t = 0; t < kT; ++t) {
-                const acc_t s = sigma_static<kT, kTp>(q + t * kTp, b[t], xr);
+#pragma unroll(K::kFullT ? K::kT : 1)
+              for (int t = 0; t < K::kT; ++t) {
+                const acc_t s = sigma_static<K::kT, K::kTp>(q + t * K::kTp, b[t], xr);
                 acc_t xt;
-                if constexpr (kFullT) {
+                if constexpr (K::kFullT) {
                   xt = xr[t];
                 } else {  // runtime t: read the box, never index the register array
                   xt = xb[(t / KW) * rstep + (t % KW) * g.dW];
                 }
-                yv = fma_acc(tanh_acc<kFast>(s), xt, yv);
+                yv = fma_acc(tanh_acc<K::kFast>(s), xt, yv);
               }
               ys[ol * cfg.P + tid] += yv;  // per-channel partials: a two-level sum
             }
@@ -110,7 +103,7 @@ adaptive_conv2d_fwd_kernel(const Geom g, const FwdCfg cfg, const scalar_t* __res
                 const int t = t0 + tl;
                 const int th = t / g.kW;
                 const int tw = t - th * g.kW;
-                yv = fma_acc(tanh_acc<kFast>(s), xb[th * rstep + tw * g.dW], yv);
+                yv = fma_acc(tanh_acc<K::kFast>(s), xb[th * rstep + tw * g.dW], yv);
               }
               ys[ol * cfg.P + tid] += yv;
             }
