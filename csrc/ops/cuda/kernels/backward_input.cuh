@@ -31,11 +31,7 @@ adaptive_conv2d_bwd_input_kernel(const Geom g, const DxCfg cfg,
   acc_t* const dxt = qs + cfg.off_dxt;                     // [P][Tp] patch gradient totals
   acc_t* const dxp = qs + cfg.off_dxp;                     // [P][Tp] per-channel partials (generic)
 
-  const int tid = threadIdx.x;
-  const int py = tid / cfg.tow;
-  const int px = tid - py * cfg.tow;
-  const int pbase = py * g.sH * cfg.bw + px * g.sW;
-  const int rstep = g.dH * cfg.bw;
+  const auto [tid, py, px, pbase, rstep] = thread_patch(g, cfg);
   const long long plane = static_cast<long long>(g.Ho) * g.Wo;
 
   for (long long item = blockIdx.x; item < cfg.items; item += gridDim.x) {
@@ -78,11 +74,7 @@ adaptive_conv2d_bwd_input_kernel(const Geom g, const DxCfg cfg,
         acc_t* const tot = dxt + tid * Tp;
         if constexpr (K::kStatic) {
           acc_t xr[K::kT];
-#pragma unroll
-          for (int ah = 0; ah < KH; ++ah) {
-#pragma unroll
-            for (int aw = 0; aw < KW; ++aw) xr[ah * KW + aw] = xb[ah * rstep + aw * g.dW];
-          }
+          load_patch<KH, KW>(xr, xb, rstep, g.dW);
           for (int ol = 0; ol < oq_a; ++ol) {
             const acc_t gv = to_acc(ldg(gout + static_cast<index_t>(o0 + ol) * static_cast<index_t>(plane)));
             const acc_t* const q = qs + ol * K::kT * K::kTp;

@@ -32,11 +32,7 @@ adaptive_conv2d_bwd_weight_kernel(const Geom g, const DwCfg cfg,
   acc_t* const dsm = qs + cfg.off_ds;                      // [P][rs] dsigma of the tile
   double* const part = reinterpret_cast<double*>(xcol);    // [ks][jobs][AW+1], after the loop
 
-  const int tid = threadIdx.x;
-  const int py = tid / cfg.tow;
-  const int px = tid - py * cfg.tow;
-  const int pbase = py * g.sH * cfg.bw + px * g.sW;
-  const int rstep = g.dH * cfg.bw;
+  const auto [tid, py, px, pbase, rstep] = thread_patch(g, cfg);
   const long long plane = static_cast<long long>(g.Ho) * g.Wo;
 
   // Reduction-phase role: job = (row, column group), row = (ol, tl); ks = pixel stride.
@@ -96,11 +92,7 @@ adaptive_conv2d_bwd_weight_kernel(const Geom g, const DwCfg cfg,
               (static_cast<index_t>(oh) * g.Wo + ow);
           if constexpr (K::kStatic) {
             acc_t xr[K::kT];
-#pragma unroll
-            for (int ah = 0; ah < KH; ++ah) {
-#pragma unroll
-              for (int aw = 0; aw < KW; ++aw) xr[ah * KW + aw] = xb[ah * rstep + aw * g.dW];
-            }
+            load_patch<KH, KW>(xr, xb, rstep, g.dW);
 #pragma unroll
             for (int a = 0; a < K::kTp; ++a) xc[a] = a < K::kT ? xr[a] : acc_t(0);
             for (int ol = 0; ol < oq_a; ++ol) {

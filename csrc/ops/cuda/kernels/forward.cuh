@@ -26,11 +26,7 @@ adaptive_conv2d_fwd_kernel(const Geom g, const FwdCfg cfg, const scalar_t* __res
   acc_t* const xs = qs + cfg.off_box;                      // [cch][bh][bw]
   acc_t* const ys = qs + cfg.off_y;                        // [oct][P], one column per thread
 
-  const int tid = threadIdx.x;
-  const int py = tid / cfg.tow;
-  const int px = tid - py * cfg.tow;
-  const int pbase = py * g.sH * cfg.bw + px * g.sW;  // this pixel's patch origin in the box
-  const int rstep = g.dH * cfg.bw;
+  const auto [tid, py, px, pbase, rstep] = thread_patch(g, cfg);
 
   for (long long item = blockIdx.x; item < cfg.items; item += gridDim.x) {
     const FwdItem it = fwd_item(item, cfg, g);
@@ -64,6 +60,8 @@ adaptive_conv2d_fwd_kernel(const Geom g, const FwdCfg cfg, const scalar_t* __res
           const acc_t* const xb = xs + cl * cfg.box + pbase;
           if constexpr (K::kStatic) {
             // Static kernels always run with tt == T, t0 == 0 (the planner guarantees it).
+            // load_patch's loop written out: through the call, nvcc schedules the 7x7
+            // float32 kernel differently (the other kernels' SASS is the same either way)
             acc_t xr[K::kT];
 #pragma unroll
             for (int ah = 0; ah < KH; ++ah) {

@@ -117,6 +117,31 @@ __device__ __forceinline__ acc_t sigma_static(const acc_t* __restrict__ qrow, ac
   return s;
 }
 
+// ---------------------------------------------------------------------------------------
+// A scalar kernel's thread (one output pixel of a tile of cfg.tow columns): its pixel in
+// the tile (py, px), the origin of its patch in the staged box (pbase) and the box's step
+// from one kernel row to the next (rstep).
+struct ThreadPatch {
+  int tid, py, px, pbase, rstep;
+};
+template <typename Cfg>
+__device__ __forceinline__ ThreadPatch thread_patch(const Geom& g, const Cfg& cfg) {
+  const int tid = threadIdx.x;
+  const int py = tid / cfg.tow;
+  const int px = tid - py * cfg.tow;
+  return {tid, py, px, py * g.sH * cfg.bw + px * g.sW, g.dH * cfg.bw};
+}
+
+// xr[ah * KW + aw] = the thread's static KH x KW patch, read from the box at xb.
+template <int KH, int KW, typename acc_t>
+__device__ __forceinline__ void load_patch(acc_t (&xr)[KH * KW], const acc_t* xb, int rstep, int dW) {
+#pragma unroll
+  for (int ah = 0; ah < KH; ++ah) {
+#pragma unroll
+    for (int aw = 0; aw < KW; ++aw) xr[ah * KW + aw] = xb[ah * rstep + aw * dW];
+  }
+}
+
 }  // namespace
 }  // namespace cuda
 }  // namespace adaptive_conv_ext
