@@ -1,6 +1,6 @@
 """onnxruntime (CPU provider) against the native CPU kernel, on SPEC shapes.
 
-    python -m benchmarks.onnx_runtime [--reps 20] [--threads 2] [--shapes resnet-stem depthwise-256]
+    python -m benchmarks.onnx_runtime [--reps 20] [--threads 2] [--shapes resnet-stem depthwise-256] [--out DIR]
 
 For each shape (N scaled down for a CPU, as SPEC section 3 allows) it exports one
 AdaptiveConv2d layer with ``torch.onnx.export(..., dynamo=True)`` (the formulation the
@@ -8,7 +8,7 @@ package registers, adaptive_conv_ext/_onnx.py), plus alternative standard-op
 formulations of the same operator written here, runs each in onnxruntime and compares
 its forward time with the native kernel's in the same process, on the same input (each
 warmed up, medians of --reps calls, the same number of threads). Writes JSON + markdown
-under benchmarks/results/.
+into --out (default benchmarks/results/).
 """
 
 from __future__ import annotations
@@ -188,6 +188,8 @@ def main(argv=None):
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--shapes", nargs="+", default=["resnet-stem", "depthwise-256"])
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"),
+                        help="directory for the JSON and markdown (created if missing)")
     args = parser.parse_args(argv)
     import onnx
     import onnxruntime
@@ -201,8 +203,8 @@ def main(argv=None):
         "dtype": "float32", "what": "forward only, median seconds per call",
     }
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    out_dir = os.path.join(os.path.dirname(__file__), "results")
-    base = os.path.join(out_dir, f"cpu_{stamp}_onnxruntime")
+    os.makedirs(args.out, exist_ok=True)
+    base = os.path.join(args.out, f"cpu_{stamp}_onnxruntime")
     with open(base + ".json", "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     lines = [f"# onnxruntime CPU vs native CPU kernel (float32 forward, {args.threads} threads, "
