@@ -1,5 +1,5 @@
-// Shared-memory staging of input boxes and Q rows (all threads of a block), and sigma of
-// one Q row against a patch held in registers.
+// Shared-memory staging of input boxes and Q rows (all threads of a block), each thread's
+// patch in the box, and sigma of one Q row against a patch held in registers.
 #pragma once
 
 #include "common.cuh"
