@@ -55,6 +55,11 @@ class ObjectCache:
         text = open(self.deps).read().replace("\\\n", " ")
         return [os.path.join(self.root_dir, d) for d in text.split(":", 1)[1].split()]
 
+    def _reads_torch(self) -> bool:
+        """Whether a libtorch header is among the inputs: then the object depends on the
+        torch it was built against, and no other build may take it."""
+        return any(f"{os.sep}torch{os.sep}" in d for d in self._inputs())
+
     def _digest(self) -> str:
         h = hashlib.sha256()
         for path in self._inputs():
@@ -75,9 +80,7 @@ class ObjectCache:
         header (so the torch it was built against does not matter) and every input it
         read has, in this tree, the content it had then."""
         def same_torch_free_inputs():
-            if any(f"{os.sep}torch{os.sep}" in d for d in self._inputs()):
-                return False
-            return open(self.digest_path).read() == self._digest()
+            return not self._reads_torch() and open(self.digest_path).read() == self._digest()
         return self._restore_if(obj, same_torch_free_inputs)
 
     def _restore_if(self, obj: str, inputs_ok) -> bool:
@@ -95,8 +98,8 @@ class ObjectCache:
         shutil.copy2(obj, self.path)
         with open(self.sig, "w") as f:
             f.write(self.signature)
-        try:
-            digest = self._digest()
+        try:  # only a torch-free object is ever shared: the others' inputs are not hashed
+            digest = "" if self._reads_torch() else self._digest()
         except (OSError, IndexError):
             digest = ""
         with open(self.digest_path, "w") as f:

@@ -6,7 +6,6 @@
 // (torch::stable::parallel_for: OpenMP or torch's native threads).
 #pragma once
 #include <cstdint>
-#include <type_traits>
 
 namespace adaptive_conv_ext::cpu {
 
