@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ._validation import out_size
+from ._validation import check_like_input, out_size
 
 try:
     from . import _C  # noqa: F401  (importing registers torch.ops.adaptive_conv_ext.*)
@@ -83,10 +83,16 @@ if IMPORT_ERROR is None:
 
     @torch.library.register_fake(FORWARD)
     def _forward_fake(input, weight, kernel_bias, bias, stride, padding, dilation, groups):
+        # a meta operand beside a CPU input dispatches here: an error, as the C++ kernel gives,
+        # not new_empty memory
+        check_like_input(input, (("weight", weight), ("kernel_bias", kernel_bias), ("bias", bias)),
+                         RuntimeError, RuntimeError)
         ho, wo = out_size(input.shape[2:], weight.shape[2:4], stride, padding, dilation)
         return input.new_empty((input.shape[0], weight.shape[0], ho, wo))
 
     @torch.library.register_fake(BACKWARD)
     def _backward_fake(grad_output, input, weight, kernel_bias, stride, padding, dilation, groups, output_mask,
                        deterministic=False):
+        check_like_input(input, (("grad_output", grad_output), ("weight", weight), ("kernel_bias", kernel_bias)),
+                         RuntimeError, RuntimeError)
         return backward_fake(input, weight, output_mask)

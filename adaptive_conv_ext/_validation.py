@@ -128,6 +128,18 @@ def _check_tensor(t, name: str) -> None:
         )
 
 
+def check_like_input(input, operands, dtype_error=TypeError, device_error=ValueError) -> None:
+    """Each (name, tensor or None) of operands has input's dtype and device. The native
+    operators' fake kernels raise RuntimeError here, as their C++ kernels do."""
+    for name, t in operands:
+        if t is None:
+            continue
+        if t.dtype != input.dtype:
+            raise dtype_error(f"{name} dtype {t.dtype} differs from input dtype {input.dtype}")
+        if t.device != input.device:
+            raise device_error(f"{name} is on {t.device} but input is on {input.device}")
+
+
 def validate(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -191,13 +203,7 @@ def validate(
     if bias is not None and tuple(bias.shape) != (O,):
         raise ValueError(f"bias must have shape (O,) = ({O},), got {tuple(bias.shape)}")
 
-    for name, t in (("weight", weight), ("kernel_bias", kernel_bias), ("bias", bias)):
-        if t is None:
-            continue
-        if t.dtype != input.dtype:
-            raise TypeError(f"{name} dtype {t.dtype} differs from input dtype {input.dtype}")
-        if t.device != input.device:
-            raise ValueError(f"{name} is on {t.device} but input is on {input.device}")
+    check_like_input(input, (("weight", weight), ("kernel_bias", kernel_bias), ("bias", bias)))
 
     if H == 0 or W == 0:
         raise ValueError(

@@ -84,32 +84,40 @@ def adaptive_conv2d(
     key = None
     if not (
         torch.compiler.is_compiling()  # first: torch.compile traces none of the rest
-        or torch._C._are_functorch_transforms_active()
-        or torch._C._is_any_autocast_enabled()
-        or torch._C._is_torch_function_mode_enabled()  # `with torch.device(...)` too
-        or torch._C._get_tracing_state() is not None  # jit.trace (the TorchScript ONNX export)
+        or _functorch_transforms_active()
+        or _any_autocast_enabled()
+        or _torch_function_mode_enabled()  # `with torch.device(...)` too
+        or _tracing_state() is not None  # jit.trace (the TorchScript ONNX export)
     ):
         key = _plan_key(input, weight, kernel_bias, bias, stride, padding, dilation, groups, backend, padding_mode)
         plan = _PLANS.get(key)
-        if plan is not None:
+        if plan is not None and (
+            plan.operand_facts is None or plan.operand_facts == _operand_facts(weight, kernel_bias, bias)
+        ):
             args = plan.args
-            x = input.unsqueeze(0) if args.unbatched else input
-            if args.pre_pad is not None:
-                x = args.pad_input(x)
-            if plan.backend == "native" and not needs_autograd((input, weight, kernel_bias, bias)):
-                # What the operator's Autograd kernel does without gradients, minus its
-                # Python call: the device kernel, with autograd's dispatch keys excluded.
-                excluded = torch._C._dispatch_tls_is_dispatch_key_excluded(_AUTOGRAD_KEY)
-                torch._C._dispatch_tls_set_dispatch_key_excluded(_AUTOGRAD_KEY, True)
-                try:
-                    y = _backends.NATIVE_FORWARD(x, weight, kernel_bias, bias, *plan.geometry)
-                finally:
-                    torch._C._dispatch_tls_set_dispatch_key_excluded(_AUTOGRAD_KEY, excluded)
+            try:
+                x = input.unsqueeze(0) if args.unbatched else input
+                if args.pre_pad is not None:
+                    x = args.pad_input(x)
+                if plan.backend == "native" and not needs_autograd((input, weight, kernel_bias, bias)):
+                    # What the operator's Autograd kernel does without gradients, minus its
+                    # Python call: the device kernel, with autograd's dispatch keys excluded.
+                    excluded = torch._C._dispatch_tls_is_dispatch_key_excluded(_AUTOGRAD_KEY)
+                    torch._C._dispatch_tls_set_dispatch_key_excluded(_AUTOGRAD_KEY, True)
+                    try:
+                        y = _backends.NATIVE_FORWARD(x, weight, kernel_bias, bias, *plan.geometry)
+                    finally:
+                        torch._C._dispatch_tls_set_dispatch_key_excluded(_AUTOGRAD_KEY, excluded)
+                else:
+                    y = AdaptiveConv2dFunction.apply(x, weight, kernel_bias, bias, *plan.geometry, plan.backend)
+            except RuntimeError:
+                # The operator refused an operand the key does not cover (weight's dtype, say):
+                # the checks below then raise the error a first call gives.
+                pass
             else:
-                y = AdaptiveConv2dFunction.apply(x, weight, kernel_bias, bias, *plan.geometry, plan.backend)
-            if args.unbatched:
-                return y.squeeze(0)
-            return y if plan.out_format is None else y.clone(memory_format=plan.out_format)
+                if args.unbatched:
+                    return y.squeeze(0)
+                return y if plan.out_format is None else y.clone(memory_format=plan.out_format)
     check_backend_name(backend)
     if isinstance(input, torch.Tensor) and _autocast_enabled(input.device.type):
         tensors = _autocast_cast(input, weight, kernel_bias, bias)
@@ -131,7 +139,8 @@ def adaptive_conv2d(
     if key is not None:
         if len(_PLANS) >= _MAX_PLANS:
             _PLANS.clear()
-        _PLANS[key] = _Plan(name, geometry, args, out_format)
+        facts = None if name == "native" else _operand_facts(weight, kernel_bias, bias)
+        _PLANS[key] = _Plan(name, geometry, args, out_format, facts)
     if args.unbatched:
         return y.squeeze(0)
     return y if out_format is None else y.clone(memory_format=out_format)
@@ -143,7 +152,11 @@ def adaptive_conv2d(
 # whose facts (_plan_key) match an earlier one reuses that call's validated arguments and
 # backend (its _Plan); without gradients or tangents to record it calls the native
 # operator below autograd, as the Function's own forward would: the same kernel on the
-# same tensors, so the same bits.
+# same tensors, so the same bits. The native operators check weight, kernel_bias and bias
+# against the input themselves on every call (their fake kernels too), so a native plan's
+# key leaves out those operands' dtypes, devices and the biases' shapes (reading them was
+# half the lookup); when the operator refuses a planned call, the full checks run and raise
+# what a first call raises. A Triton plan compares those facts itself (operand_facts).
 
 
 class _Plan(NamedTuple):
@@ -153,6 +166,7 @@ class _Plan(NamedTuple):
     geometry: Tuple  # (stride, padding, dilation, groups) as the operators take them
     args: ConvArgs
     out_format: Optional[torch.memory_format]  # the output's clone to F.conv2d's format, if any
+    operand_facts: Optional[tuple]  # _operand_facts of the call, for a backend that does not check them
 
 
 _PLANS: Dict[tuple, _Plan] = {}
@@ -161,35 +175,45 @@ _PLANS: Dict[tuple, _Plan] = {}
 # instead of a context manager object (0.2 us less).
 _AUTOGRAD_KEY = torch._C.DispatchKey.AutogradFunctionality
 _MAX_PLANS = 256  # distinct call signatures kept (all dropped past it)
+# The mode checks of every call, bound once (each torch._C lookup costs as much as the call).
+_functorch_transforms_active = torch._C._are_functorch_transforms_active
+_any_autocast_enabled = torch._C._is_any_autocast_enabled
+_torch_function_mode_enabled = torch._C._is_torch_function_mode_enabled
+_tracing_state = torch._C._get_tracing_state
 _PLAIN_TENSORS = frozenset((torch.Tensor, torch.nn.Parameter))
 
 
 def _plan_key(input, weight, kernel_bias, bias, stride, padding, dilation, groups, backend, padding_mode):
-    """Every fact validate(), resolve() and the output's memory format read from a call, as
-    a dict key; None for a call that is never planned: tensor subclasses and non-tensors,
-    geometry other than ints, pairs of ints and padding strings (as keys True == 1 and
-    1.0 == 1, but those must still raise)."""
+    """The facts of a call that validate(), resolve() and the output's memory format decide
+    on, as a dict key, less those the native operators check themselves (see above): the
+    input's shape, strides, dtype and device, weight's shape (the kernel size "same" padding
+    reads), which biases are given, and the other arguments. None for a call that is never
+    planned: tensor subclasses and non-tensors, geometry other than ints, pairs of ints and
+    padding strings (as keys True == 1 and 1.0 == 1, but those must still raise)."""
     plain = _PLAIN_TENSORS
     if type(input) not in plain or type(weight) not in plain or type(groups) is not int:
         return None
+    if (kernel_bias is not None and type(kernel_bias) not in plain) or (bias is not None and type(bias) not in plain):
+        return None
     for v in (stride, padding, dilation):
-        if type(v) is tuple:
-            if len(v) != 2 or type(v[0]) is not int or type(v[1]) is not int:
-                return None
-        elif type(v) is not int and type(v) is not str:
+        tv = type(v)
+        if tv is not int and tv is not str and (
+            tv is not tuple or len(v) != 2 or type(v[0]) is not int or type(v[1]) is not int
+        ):
             return None
-    optional = []  # kernel_bias and bias: None, or their facts
-    for t in (kernel_bias, bias):
-        if t is not None and type(t) not in plain:
-            return None
-        optional.append(None if t is None else (t.shape, t.dtype, t.device))
-    kb, b = optional
     try:
         strides = input.stride()
     except RuntimeError:  # a layout without strides (sparse): validate() or the operator says what
         return None
-    return (input.shape, strides, input.dtype, input.device, weight.shape, weight.dtype, weight.device,
-            kb, b, stride, padding, dilation, groups, backend, padding_mode)
+    return (input.shape, strides, input.dtype, input.device, weight.shape, kernel_bias is None, bias is None,
+            stride, padding, dilation, groups, backend, padding_mode)
+
+
+def _operand_facts(weight, kernel_bias, bias):
+    """What _plan_key leaves to the native operators' own checks."""
+    return (weight.dtype, weight.device,
+            None if kernel_bias is None else (kernel_bias.shape, kernel_bias.dtype, kernel_bias.device),
+            None if bias is None else (bias.shape, bias.dtype, bias.device))
 
 
 def _conv2d_format(y: torch.Tensor, x: torch.Tensor) -> Optional[torch.memory_format]:

@@ -203,6 +203,8 @@ def test_the_plan_table_is_bounded(no_plans, monkeypatch):
 
 # Arguments that must fail as on a first call although a plan for the valid call exists:
 # equal as dict keys to a valid call's (True == 1, 1.0 == 1) or differing only in a tensor fact.
+# OPERATOR: a fact a native plan's key leaves to the operator, which refuses the planned call.
+OPERATOR = True
 BAD = [
     (dict(stride=True), TypeError, "stride"),
     (dict(stride=1.0), TypeError, "stride"),
@@ -219,16 +221,19 @@ BAD = [
     (dict(x=lambda x: x.numpy()), TypeError, "input must be a torch.Tensor"),
     (dict(x=lambda x: x[None]), ValueError, "input must be 4-D"),
     (dict(x=lambda x: x[:, :1]), ValueError, "groups|channels"),
-    (dict(w=lambda w: w.to("meta")), ValueError, "weight is on meta"),
-    (dict(kb=lambda kb: kb[:, :, :2]), ValueError, "kernel_bias must have shape"),
-    (dict(b=lambda b: b.double()), TypeError, "bias dtype"),
-    (dict(b=lambda b: b[:2]), ValueError, "bias must have shape"),
+    (dict(w=lambda w: w.to("meta")), ValueError, "weight is on meta", OPERATOR),
+    (dict(kb=lambda kb: kb[:, :, :2]), ValueError, "kernel_bias must have shape", OPERATOR),
+    (dict(b=lambda b: b.double()), TypeError, "bias dtype", OPERATOR),
+    (dict(b=lambda b: b[:2]), ValueError, "bias must have shape", OPERATOR),
+    (dict(kb=lambda kb: kb.double()), TypeError, "kernel_bias dtype", OPERATOR),
+    (dict(kb=lambda kb: kb.to("meta")), ValueError, "kernel_bias is on meta", OPERATOR),
+    (dict(b=lambda b: b.to("meta")), ValueError, "bias is on meta", OPERATOR),
     (dict(padding=10**6), ValueError, "padding"),
 ]
 
 
-@pytest.mark.parametrize("bad, error, match", BAD, ids=[str(i) for i in range(len(BAD))])
-def test_bad_arguments_raise_after_a_plan_for_the_good_ones(no_plans, bad, error, match):
+@pytest.mark.parametrize("bad, error, match, tried", [(*c, False)[:4] for c in BAD], ids=[str(i) for i in range(len(BAD))])
+def test_bad_arguments_raise_after_a_plan_for_the_good_ones(no_plans, bad, error, match, tried):
     x, w, kb, b = make_problem(N=1, C=2, O=3, H=6, W=6, dtype=torch.float32)
     good = dict(stride=1, padding=1, dilation=1, groups=1)
     for geometry in (good, dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)):
@@ -239,7 +244,32 @@ def test_bad_arguments_raise_after_a_plan_for_the_good_ones(no_plans, bad, error
     tensors = {name: bad.pop(name, lambda t: t)(t) for name, t in (("x", x), ("w", w), ("kb", kb), ("b", b))}
     with pytest.raises(error, match=match):
         adaptive_conv2d(tensors["x"], tensors["w"], tensors["kb"], tensors["b"], **{**good, **bad})
-    assert no_plans["fast"] == 2
+    assert no_plans["fast"] == 2 + tried  # tried: the operator refused it, then the checks raised
+
+
+@pytest.mark.parametrize("operand", ["weight", "kernel_bias", "bias"])
+def test_the_operator_refuses_a_meta_operand_beside_a_cpu_input(operand):
+    # The dispatcher sends such a call to the fake kernel: it must raise, not return
+    # uninitialised memory shaped like the output (what the fast path relies on).
+    x, w, kb, b = make_problem(N=1, C=2, O=3, H=6, W=6)
+    tensors = dict(weight=w, kernel_bias=kb, bias=b)
+    tensors[operand] = tensors[operand].to("meta")
+    with pytest.raises(RuntimeError, match=f"{operand} is on meta but input is on cpu"):
+        _backends.NATIVE_FORWARD(x, tensors["weight"], tensors["kernel_bias"], tensors["bias"], (1, 1), (1, 1), (1, 1), 1)
+
+
+def test_a_plan_of_a_backend_without_operand_checks_compares_the_operand_facts(no_plans):
+    # Triton needs a GPU; here a native plan stands in for one whose backend checks nothing.
+    x, w, kb, b = make_problem(N=1, C=2, O=3, H=6, W=6)
+    adaptive_conv2d(x, w, kb, b, padding=1)
+    (key, plan), = functional._PLANS.items()
+    assert plan.operand_facts is None  # native: the operator checks them
+    functional._PLANS[key] = plan._replace(operand_facts=functional._operand_facts(w, kb, b))
+    adaptive_conv2d(x, w, kb, b, padding=1)
+    assert no_plans == {"validate": 1, "fast": 1}  # same facts: planned
+    with pytest.raises(TypeError, match="bias dtype"):
+        adaptive_conv2d(x, w, kb, b.to(torch.float32 if b.dtype == torch.float64 else torch.float64), padding=1)
+    assert no_plans == {"validate": 2, "fast": 1}  # other facts: not even tried
 
 
 def test_direct_operator_calls_take_the_no_gradient_path_only_without_gradients():
