@@ -52,6 +52,14 @@ constexpr bool kBroadcastIsLoad = false;
 constexpr bool kBroadcastIsLoad = true;
 #endif
 
+// Whether fmadd is one instruction (FMA3, AVX-512, AArch64 fmla) rather than a multiply,
+// an add and a temporary register (SSE2): the kernels' register use depends on it.
+#if defined(ADAPTIVE_CONV_SIMD_PORTABLE) && !defined(__aarch64__)
+constexpr bool kFusedMultiplyAdd = false;
+#else
+constexpr bool kFusedMultiplyAdd = true;
+#endif
+
 // Name of this build's instruction set, for tests and messages.
 #if defined(ADAPTIVE_CONV_SIMD_AVX512)
 constexpr const char* kIsaName = "avx512";
@@ -227,9 +235,20 @@ inline Vec<float> reciprocal(Vec<float> q) {
   return fmadd(r, fnmadd(q, r, Vec<float>(1.0f)), r);
 }
 
+// The tanh's quotient c p / q (q in [1, 420]) is c p times reciprocal(q), except on SSE2.
+// There, without FMA, the estimate and Newton step are five instructions on the arithmetic
+// ports against one divps, and the division measured faster: the portable mid-64 forward
+// took 126 ms instead of 146 (one thread, AMD EPYC Zen 5, 2026-12-06), and llvm-mca-14
+// gives the portable tanh 15.0 instead of 20.1 cycles on sapphirerapids and 10.4 instead
+// of 13.1 on znver3 (benchmarks/results/llvm_mca_20261206.md). NEON keeps the estimate:
+// fdiv is slow on most Arm cores.
+#if defined(ADAPTIVE_CONV_SIMD_PORTABLE) && defined(__SSE2__) && !defined(ADAPTIVE_CONV_SIMD_GENERIC_RECIPROCAL)
+#define ADAPTIVE_CONV_SIMD_TANH_DIVIDES 1
+#endif
+
 // float32 tanh(x) = x P(x^2) / Q(x^2), a (4,4) rational fitted (weighted least squares
 // iterated towards minimax) to tanh for |x| <= kTanhClamp: relative error 2e-8 in exact
-// arithmetic, under 1e-6 in float32 with the reciprocal (tests/test_cpu_kernel.py sweeps
+// arithmetic, under 1e-6 in float32 (tests/test_cpu_kernel.py sweeps
 // the float32 range against float64). It is exact at +-0 and on subnormals
 // (P(0) = Q(0) = 1), saturates through the clamp (float32 tanh is 1 - 6e-8 or 1 from
 // there on, also for +-Inf), and clamp_min/max keep NaN in every build.
@@ -253,7 +272,12 @@ inline Vec<float> tanh(Vec<float> x) {
   q = fmadd(q, s, V(kTanhQ[0]));  // in [1, 420]: the reciprocal's range
   // the rational overshoots 1 by up to a few ulp near the clamp: keep |tanh| <= 1
   // (the backward's 1 - t^2 >= 0)
-  return clamp_min(clamp_max((c * p) * reciprocal(q), V(1.0f)), V(-1.0f));
+#if defined(ADAPTIVE_CONV_SIMD_TANH_DIVIDES)
+  const V t = V::Raw((c * p).v / q.v);
+#else
+  const V t = (c * p) * reciprocal(q);
+#endif
+  return clamp_min(clamp_max(t, V(1.0f)), V(-1.0f));
 }
 
 // float64 tanh: the C library's, lane by lane (correctly rounded to within an ulp; the
