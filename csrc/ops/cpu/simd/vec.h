@@ -43,20 +43,18 @@ constexpr int kVecRegs = 32;
 constexpr int kVecRegs = 16;
 #endif
 
-// Whether Vec<T>(x) with x in memory is a single load (vbroadcastss, ld1r) rather than
-// a load and a shuffle on the arithmetic ports (SSE2): the kernels then broadcast
-// their weights once instead of at each use.
+// Two facts where the portable build is SSE2 (x86) rather than NEON, which the kernels
+// work around:
+// kBroadcastIsLoad: whether Vec<T>(x) with x in memory is a single load (vbroadcastss,
+//   ld1r) rather than a load and a shuffle on the arithmetic ports: the kernels then
+//   broadcast their weights once instead of at each use.
+// kFusedMultiplyAdd: whether fmadd is one instruction (FMA3, AVX-512, AArch64 fmla) rather
+//   than a multiply, an add and a temporary register: the kernels' register use depends on it.
 #if defined(ADAPTIVE_CONV_SIMD_PORTABLE) && !defined(__aarch64__)
 constexpr bool kBroadcastIsLoad = false;
-#else
-constexpr bool kBroadcastIsLoad = true;
-#endif
-
-// Whether fmadd is one instruction (FMA3, AVX-512, AArch64 fmla) rather than a multiply,
-// an add and a temporary register (SSE2): the kernels' register use depends on it.
-#if defined(ADAPTIVE_CONV_SIMD_PORTABLE) && !defined(__aarch64__)
 constexpr bool kFusedMultiplyAdd = false;
 #else
+constexpr bool kBroadcastIsLoad = true;
 constexpr bool kFusedMultiplyAdd = true;
 #endif
 
