@@ -68,7 +68,18 @@ static void test_arithmetic(std::mt19937& rng) {
     for (int i = 0; i < n; ++i) CHECK(fma_result(out[i], a[i], b[i], c[i], true), "fnmadd lane %d", i);
     V(c[0]).store(out);
     for (int i = 0; i < n; ++i) CHECK(same(out[i], c[0]), "broadcast lane %d", i);
+#if defined(ADAPTIVE_CONV_SIMD_PORTABLE)
+    V lanes[n];
+    s::broadcast_lanes(va, lanes);
+    for (int l = 0; l < n; ++l) {
+      lanes[l].store(out);
+      for (int i = 0; i < n; ++i) CHECK(same(out[i], a[l]), "broadcast_lanes: lane %d of vector %d", i, l);
+    }
+#endif
   }
+  T out[n];
+  V(T(-0.0)).store(out);  // the sign of zero survives a broadcast
+  for (int i = 0; i < n; ++i) CHECK(out[i] == 0 && std::signbit(out[i]), "broadcast(-0) lane %d", i);
 }
 
 static void test_clamp() {
@@ -145,6 +156,12 @@ static void test_tanh_float() {
   for (uint32_t bits : {1u, 0x007FFFFFu, 0x00800000u, 0x3F800000u, 0x41100000u, 0x41100001u, 0x7F7FFFFFu,
                         0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x80000000u})
     add(bits);
+  // every float32 either side of the saturation point (x^2 clamped at 81)
+  for (float x = 8.75f; x <= 9.25f; x = std::nextafter(x, 10.0f)) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, 4);
+    add(bits), add(bits | 0x80000000u);
+  }
   while (filled > 0 && filled < n) lanes[filled++] = 0.5f;
   flush();
   float inf_out[n];

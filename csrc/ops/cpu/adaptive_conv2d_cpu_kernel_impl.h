@@ -257,8 +257,7 @@ class Weights {
   explicit Weights(int64_t T2) : vecs_(simd::kBroadcastIsLoad ? 0 : T2 * T2) {}
   void set(const T* q) {
     q_ = q;
-    if constexpr (!simd::kBroadcastIsLoad)
-      for (size_t i = 0; i < vecs_.size(); ++i) vecs_[i] = Vec(q[i]);
+    if constexpr (!simd::kBroadcastIsLoad) broadcast_all(q);
   }
   Vec at(int64_t i) const {
     if constexpr (simd::kBroadcastIsLoad) return Vec(q_[i]);
@@ -266,9 +265,31 @@ class Weights {
   }
 
  private:
+  // A vector load and one shuffle a lane: lane by lane (a scalar load, shuffle and a
+  // reload of vecs_'s pointer per element) it was ~4% of the portable mid-64 forward.
+  // Out of line: inlined into the backward, GCC laid out its loops worse (+4%).
+  [[gnu::noinline]] void broadcast_all(const T* q) {
+    Vec* out = vecs_.data();
+    const int64_t n = int64_t(vecs_.size());
+    int64_t i = 0;
+    // unqualified: found by argument-dependent lookup when instantiated (builds with
+    // broadcast loads define no broadcast_lanes and never instantiate this)
+    for (; i + Vec::size() <= n; i += Vec::size()) broadcast_lanes(Vec::loadu(q + i), out + i);
+    for (; i < n; ++i) out[i] = Vec(q[i]);
+  }
+
   const T* q_ = nullptr;
   std::vector<Vec> vecs_;
 };
+
+// Steps k unrolled by 9 (a 3x3 kernel's T2) in the portable build only: its backward, one
+// thread, 240 -> 231 ms (mid-64, SSE2, AMD EPYC Zen 5, 2026-12-06); without FMA a step is
+// twice the instructions, and the loop's own counting and indexing weighed more.
+#if defined(ADAPTIVE_CONV_SIMD_PORTABLE)
+#define ADAPTIVE_CONV_UNROLL_K_STEPS _Pragma("GCC unroll 9")
+#else
+#define ADAPTIVE_CONV_UNROLL_K_STEPS
+#endif
 
 // acc[r][j] += sum_{k < K} Q[a0 + r*rs + k*ks] * B.row(k)[p + j*V]
 template <int MR, int NR, typename T>
@@ -284,6 +305,7 @@ inline void micro_gemm(simd::Vec<T> (&acc)[MR][NR], const Weights<T>& A, int64_t
   for (int r = 0; r < MR; ++r)
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) c[r][j] = acc[r][j];
+  ADAPTIVE_CONV_UNROLL_K_STEPS
   for (int64_t k = 0; k < K; ++k) {
     Vec b[NR];
     const T* Bk = B.row(k) + p;
