@@ -282,10 +282,10 @@ class Weights {
   std::vector<Vec> vecs_;
 };
 
-// Steps k unrolled by 9 (a 3x3 kernel's T2) in the portable build only: its backward, one
-// thread, 240 -> 231 ms (mid-64, SSE2, AMD EPYC Zen 5, 2026-12-06); without FMA a step is
-// twice the instructions, and the loop's own counting and indexing weighed more.
-#if defined(ADAPTIVE_CONV_SIMD_PORTABLE)
+// Steps k unrolled by 9 (a 3x3 kernel's T2) in the SSE2 build only: its backward, one
+// thread, 240 -> 231 ms (mid-64, AMD EPYC Zen 5, 2026-12-06); without FMA a step is twice
+// the instructions, and the loop's own counting and indexing weighed more.
+#if defined(ADAPTIVE_CONV_SIMD_SSE2)
 #define ADAPTIVE_CONV_UNROLL_K_STEPS _Pragma("GCC unroll 9")
 #else
 #define ADAPTIVE_CONV_UNROLL_K_STEPS
@@ -525,13 +525,14 @@ inline void backward_sigma_block(const simd::Vec<T> (&acc)[R][NR], const PatchRo
   }
 }
 
-// Out of line for blocks of 7 rows (7x7 kernels), and for every block without FMA: inlined,
-// GCC kept the tanh's constants in registers across the micro-GEMM and an accumulator on
-// the stack instead (a store per step k: a quarter of the depthwise-k7 backward's time;
-// out of line its forward + backward went 21.4 -> 19.5 ms; the portable (SSE2) mid-64
-// backward, one thread, 272 -> 242 ms). Other blocks stay inline, where the call cost
-// more than it saved: lenet-mnist (5 rows x 4 vectors) 2.7 -> 3.1 ms, mid-64 (3 rows) ~5%.
-// AMD EPYC (Zen 5), AVX-512, 2026-12-06.
+// Out of line for blocks of 7 rows (7x7 kernels): inlined, GCC kept the tanh's constants in
+// registers across the micro-GEMM and an accumulator on the stack instead (a store per
+// step k: a quarter of the depthwise-k7 backward's time; out of line its forward + backward
+// went 21.4 -> 19.5 ms). Other blocks stay inline, where the call cost more than it saved:
+// lenet-mnist (5 rows x 4 vectors) 2.7 -> 3.1 ms, mid-64 (3 rows) ~5%. AMD EPYC (Zen 5),
+// AVX-512, 2026-12-06. (The SSE2 build's blocks were out of line too while its tanh used
+// Horner's scheme, 272 -> 242 ms; with the SSE2 tanh of now, inline is faster: mid-64
+// backward, one thread, 218 -> 214 ms.)
 template <int R, int NR, typename T>
 [[gnu::noinline]] void backward_sigma_block_outlined(const simd::Vec<T> (&acc)[R][NR], const PatchRows<T>& X,
                                                      int64_t uv0, int64_t p, const T* gout, T* dsig, T* dpatch) {
@@ -546,7 +547,7 @@ void backward_sigma(const Weights<T>& q, const T* beta, const PatchRows<T>& X, c
   for (int64_t p = 0; p < kTile; p += NR * simd::Vec<T>::size()) {
     for_each_sigma_block<MR, NR>(q, beta, X, p, T2, [&](int64_t uv0, const auto& acc) {
       constexpr int R = std::extent_v<std::remove_reference_t<decltype(acc)>>;
-      if constexpr (R >= 7 || !simd::kFusedMultiplyAdd) backward_sigma_block_outlined(acc, X, uv0, p, gout, dsig, dpatch);
+      if constexpr (R >= 7) backward_sigma_block_outlined(acc, X, uv0, p, gout, dsig, dpatch);
       else backward_sigma_block(acc, X, uv0, p, gout, dsig, dpatch);
     });
   }

@@ -30,6 +30,9 @@
 #define ADAPTIVE_CONV_SIMD_NS avx2
 #else
 #define ADAPTIVE_CONV_SIMD_PORTABLE 1
+#if defined(__SSE2__)
+#define ADAPTIVE_CONV_SIMD_SSE2 1  // the portable build on x86-64: no FMA, two-operand instructions
+#endif
 #define ADAPTIVE_CONV_SIMD_NS portable
 #endif
 
@@ -43,19 +46,13 @@ constexpr int kVecRegs = 32;
 constexpr int kVecRegs = 16;
 #endif
 
-// Two facts where the portable build is SSE2 (x86) rather than NEON, which the kernels
-// work around:
-// kBroadcastIsLoad: whether Vec<T>(x) with x in memory is a single load (vbroadcastss,
-//   ld1r) rather than a load and a shuffle on the arithmetic ports: the kernels then
-//   broadcast their weights once instead of at each use.
-// kFusedMultiplyAdd: whether fmadd is one instruction (FMA3, AVX-512, AArch64 fmla) rather
-//   than a multiply, an add and a temporary register: the kernels' register use depends on it.
+// Whether Vec<T>(x) with x in memory is a single load (vbroadcastss, ld1r) rather than a
+// load and a shuffle on the arithmetic ports (SSE2): if not, the kernels broadcast their
+// weights once instead of at each use.
 #if defined(ADAPTIVE_CONV_SIMD_PORTABLE) && !defined(__aarch64__)
 constexpr bool kBroadcastIsLoad = false;
-constexpr bool kFusedMultiplyAdd = false;
 #else
 constexpr bool kBroadcastIsLoad = true;
-constexpr bool kFusedMultiplyAdd = true;
 #endif
 
 // Name of this build's instruction set, for tests and messages.
@@ -231,9 +228,9 @@ inline Vec<float> clamp_min(Vec<float> x, Vec<float> lo) {
   return Vec<float>::Raw(x.v < lo.v ? lo.v : x.v);
 #endif
 }
-// 1/q, valid for q in [1, 2^64] (the tanh needs [1, 420]): the target's reciprocal
-// estimate (rcpps: 1.5 * 2^-12; frecpe + one step: 2^-16), else an exponent-flip bit
-// estimate (1/8) with three Newton steps (2^-24); reciprocal() adds one more step.
+// 1/q, valid for q in [1, 2^64] (the tanh needs [1, 420]; [1.3e6, 5.4e8] on SSE2): the
+// target's reciprocal estimate (rcpps: 1.5 * 2^-12; frecpe + one step: 2^-16), else an
+// exponent-flip bit estimate (1/8) with three Newton steps (2^-24); reciprocal() adds one more step.
 // ADAPTIVE_CONV_SIMD_GENERIC_RECIPROCAL forces the last, so x86 tests can check it.
 inline Vec<float> reciprocal_estimate(Vec<float> q) {
 #if defined(__SSE2__) && !defined(ADAPTIVE_CONV_SIMD_GENERIC_RECIPROCAL)
@@ -268,7 +265,7 @@ inline Vec<float> reciprocal(Vec<float> q) {
 // gives the portable tanh 15.0 instead of 20.1 cycles on sapphirerapids and 10.4 instead
 // of 13.1 on znver3 (benchmarks/results/llvm_mca_20261206.md). NEON keeps the estimate:
 // fdiv is slow on most Arm cores.
-#if defined(ADAPTIVE_CONV_SIMD_PORTABLE) && defined(__SSE2__) && !defined(ADAPTIVE_CONV_SIMD_GENERIC_RECIPROCAL)
+#if defined(ADAPTIVE_CONV_SIMD_SSE2) && !defined(ADAPTIVE_CONV_SIMD_GENERIC_RECIPROCAL)
 #define ADAPTIVE_CONV_SIMD_TANH_DIVIDES 1
 #endif
 
@@ -278,13 +275,13 @@ inline Vec<float> reciprocal(Vec<float> q) {
 // the float32 range against float64). It is exact at +-0 and on subnormals
 // (P(0) = Q(0) = 1), and clamp_min/max keep NaN in every build.
 // Saturation: x is clamped to +-kTanhClamp (float32 tanh is 1 - 6e-8 or 1 from there on,
-// also for +-Inf). The portable build clamps x^2 to kTanhClamp^2 instead, one min rather
+// also for +-Inf). The SSE2 build clamps x^2 to kTanhClamp^2 instead, one min rather
 // than a min and a max: past the clamp x P / Q = x tanh(9) / 9 exceeds 1 in magnitude (also
 // for +-Inf, x^2 = Inf), and the final clamp to [-1, 1], which the rational's few-ulp
 // overshoot near 9 needs anyway, returns +-1; below it the result is the same. On SSE2 the
 // min/max share two pipes with the additions: mid-64 forward 125 -> 117 ms (one thread, AMD
-// EPYC Zen 5, 2026-12-06). The AVX2 and AVX-512 kernels keep the two-sided clamp: with the
-// other, GCC spilled in their 7x7 forward (depthwise-k7, AVX-512: 4.2 -> 7.4 ms).
+// EPYC Zen 5, 2026-12-06). The other builds keep the two-sided clamp: with the one-sided,
+// GCC spilled in the AVX-512 7x7 forward (depthwise-k7: 4.2 -> 7.4 ms).
 constexpr float kTanhClamp = 9.0f;
 constexpr float kTanhP[5] = {1.0f, 0.13381031155586243f, 0.0034955954179167747f,
                              2.060919359792024e-05f, 1.3354804373477691e-08f};
@@ -293,12 +290,26 @@ constexpr float kTanhQ[5] = {1.0f, 0.4671434760093689f, 0.025877010077238083f,
 
 inline Vec<float> tanh(Vec<float> x) {
   using V = Vec<float>;
-#if defined(ADAPTIVE_CONV_SIMD_PORTABLE)
+#if defined(ADAPTIVE_CONV_SIMD_SSE2)
   const V c = x, s = clamp_max(x * x, V(kTanhClamp * kTanhClamp));
 #else
   const V c = clamp_min(clamp_max(x, V(kTanhClamp)), V(-kTanhClamp));
   const V s = c * c;
 #endif
+#if defined(ADAPTIVE_CONV_SIMD_SSE2)
+  // Estrin's scheme, (P0 + P1 s) + s^2 ((P2 + P3 s) + P4 s^2): one multiplication more than
+  // Horner's, 3 dependent multiply-adds instead of 4. The SSE2 kernels wait on the tanh's
+  // latency (without FMA a multiply-add is two dependent instructions): mid-64 forward
+  // 115 -> 110 ms, backward 235 -> 225 (one thread, AMD EPYC Zen 5, 2026-12-06). With FMA
+  // the extra multiplication cost more than the latency saved (AVX2 forward 49 -> 51 ms).
+  // P and Q are both divided by Q4, so Q's s^4 term needs no multiplication (forward 110 ->
+  // 107 ms); q is then in [1 / Q4, 420 / Q4] = [1.3e6, 5.4e8].
+  constexpr float r = float(1.0 / double(kTanhQ[4]));
+  const V s2 = s * s;
+  V p = fmadd(fmadd(V(kTanhP[4] * r), s2, fmadd(V(kTanhP[3] * r), s, V(kTanhP[2] * r))), s2,
+              fmadd(V(kTanhP[1] * r), s, V(kTanhP[0] * r)));
+  V q = fmadd(s2 + fmadd(V(kTanhQ[3] * r), s, V(kTanhQ[2] * r)), s2, fmadd(V(kTanhQ[1] * r), s, V(kTanhQ[0] * r)));
+#else
   V p = fmadd(V(kTanhP[4]), s, V(kTanhP[3]));
   V q = fmadd(V(kTanhQ[4]), s, V(kTanhQ[3]));
   p = fmadd(p, s, V(kTanhP[2]));
@@ -307,6 +318,7 @@ inline Vec<float> tanh(Vec<float> x) {
   q = fmadd(q, s, V(kTanhQ[1]));
   p = fmadd(p, s, V(kTanhP[0]));
   q = fmadd(q, s, V(kTanhQ[0]));  // in [1, 420]: the reciprocal's range
+#endif
   // the rational overshoots 1 by up to a few ulp near the clamp: keep |tanh| <= 1
   // (the backward's 1 - t^2 >= 0)
 #if defined(ADAPTIVE_CONV_SIMD_TANH_DIVIDES)
