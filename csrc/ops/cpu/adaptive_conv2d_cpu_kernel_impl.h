@@ -282,11 +282,12 @@ class Weights {
   std::vector<Vec> vecs_;
 };
 
-// Steps k unrolled by 9 (a 3x3 kernel's T2) in the SSE2 build only: its backward, one
-// thread, 240 -> 231 ms (mid-64, AMD EPYC Zen 5, 2026-12-06); without FMA a step is twice
-// the instructions, and the loop's own counting and indexing weighed more.
+// Steps k unrolled by 3 in the SSE2 build only, where without FMA a step is twice the
+// instructions and the loop's own counting and indexing weighed more: mid-64 backward, one
+// thread, 240 ms not unrolled, 231 unrolled by 9, 204 by 3 (of a later tanh: 212 by 9),
+// and 254 with the 9 steps of a 3x3 kernel fully unrolled (AMD EPYC Zen 5, 2026-12-06).
 #if defined(ADAPTIVE_CONV_SIMD_SSE2)
-#define ADAPTIVE_CONV_UNROLL_K_STEPS _Pragma("GCC unroll 9")
+#define ADAPTIVE_CONV_UNROLL_K_STEPS _Pragma("GCC unroll 3")
 #else
 #define ADAPTIVE_CONV_UNROLL_K_STEPS
 #endif
