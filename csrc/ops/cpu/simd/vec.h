@@ -292,11 +292,6 @@ inline Vec<float> tanh(Vec<float> x) {
   using V = Vec<float>;
 #if defined(ADAPTIVE_CONV_SIMD_SSE2)
   const V c = x, s = clamp_max(x * x, V(kTanhClamp * kTanhClamp));
-#else
-  const V c = clamp_min(clamp_max(x, V(kTanhClamp)), V(-kTanhClamp));
-  const V s = c * c;
-#endif
-#if defined(ADAPTIVE_CONV_SIMD_SSE2)
   // Estrin's scheme, (P0 + P1 s) + s^2 ((P2 + P3 s) + P4 s^2): one multiplication more than
   // Horner's, 3 dependent multiply-adds instead of 4. The SSE2 kernels wait on the tanh's
   // latency (without FMA a multiply-add is two dependent instructions): mid-64 forward
@@ -310,6 +305,8 @@ inline Vec<float> tanh(Vec<float> x) {
               fmadd(V(kTanhP[1] * r), s, V(kTanhP[0] * r)));
   V q = fmadd(s2 + fmadd(V(kTanhQ[3] * r), s, V(kTanhQ[2] * r)), s2, fmadd(V(kTanhQ[1] * r), s, V(kTanhQ[0] * r)));
 #else
+  const V c = clamp_min(clamp_max(x, V(kTanhClamp)), V(-kTanhClamp));
+  const V s = c * c;
   V p = fmadd(V(kTanhP[4]), s, V(kTanhP[3]));
   V q = fmadd(V(kTanhQ[4]), s, V(kTanhQ[3]));
   p = fmadd(p, s, V(kTanhP[2]));
