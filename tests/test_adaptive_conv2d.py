@@ -411,19 +411,22 @@ import torch, adaptive_conv_ext as ace
 from adaptive_conv_ext.reference import adaptive_conv2d_reference as ref
 torch.manual_seed(0)
 for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
-    for s, p, d, g, k, W in ((1, 1, 1, 1, 3, 70), ((2, 3), (2, 0), (1, 2), 2, 5, 33)):
+    # 4 outputs (direct tiles), 12 outputs per group (staged tiles), and no kernel bias
+    for s, p, d, g, k, W, O, has_kb in ((1, 1, 1, 1, 3, 70, 4, True), ((2, 3), (2, 0), (1, 2), 2, 5, 33, 4, True),
+                                        (1, 1, 1, 1, 3, 13, 12, True), (1, 1, 1, 1, 3, 13, 12, False)):
         x = torch.randn(2, 4, 11, W, dtype=torch.float64, requires_grad=True)
-        w = (torch.randn(4, 4 // g, k, k, k, k, dtype=torch.float64) * 0.2).requires_grad_()
-        kb = torch.randn(4, 4 // g, k, k, dtype=torch.float64, requires_grad=True)
+        w = (torch.randn(O, 4 // g, k, k, k, k, dtype=torch.float64) * 0.2).requires_grad_()
+        kb = torch.randn(O, 4 // g, k, k, dtype=torch.float64, requires_grad=True) if has_kb else None
+        leaves = (x, w, kb) if has_kb else (x, w)
         yr = ref(x, w, kb, None, s, p, d, g)
         gy = torch.randn_like(yr)
-        want = (yr,) + torch.autograd.grad(yr, (x, w, kb), gy)
-        xs, ws, kbs = (t.detach().to(dtype).requires_grad_() for t in (x, w, kb))
-        y = ace.adaptive_conv2d(xs, ws, kbs, None, s, p, d, g, backend="native")
-        got = (y,) + torch.autograd.grad(y, (xs, ws, kbs), gy.to(dtype))
+        want = (yr,) + torch.autograd.grad(yr, leaves, gy)
+        low = [t.detach().to(dtype).requires_grad_() for t in leaves]
+        y = ace.adaptive_conv2d(low[0], low[1], low[2] if has_kb else None, None, s, p, d, g, backend="native")
+        got = (y,) + torch.autograd.grad(y, low, gy.to(dtype))
         for a, b in zip(got, want):
             err = ((a.double() - b).norm() / b.norm()).item()
-            assert err < tol, (dtype, s, err)
+            assert err < tol, (dtype, s, O, has_kb, err)
 print("ok", torch.backends.cpu.get_cpu_capability())
 """
 

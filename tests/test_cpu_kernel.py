@@ -80,7 +80,8 @@ g = torch.Generator().manual_seed(0)
 ops = torch.ops.adaptive_conv_ext
 for dtype in (torch.float32, torch.float64):
     for N, C, O, H, W, k, pad, groups in ((1, 4, 6, 37, 29, 3, 1, 1), (2, 6, 6, 23, 40, 5, 2, 3), (1, 1, 3, 50, 9, 7, 3, 1),
-                                         (1, 16, 8, 21, 19, 3, 1, 2)):  # C >= 16: one band per channel
+                                         (1, 16, 8, 21, 19, 3, 1, 2),  # C >= 16: one band per channel
+                                         (1, 3, 12, 10, 11, 3, 1, 1)):  # 12 outputs per group: staged tiles
         x = torch.randn(N, C, H, W, generator=g, dtype=dtype)
         w = torch.randn(O, C // groups, k, k, k, k, generator=g, dtype=dtype) / k
         kb = torch.randn(O, C // groups, k, k, generator=g, dtype=dtype) * 0.1

@@ -325,6 +325,56 @@ inline void micro_gemm(simd::Vec<T> (&acc)[MR][NR], const Weights<T>& A, int64_t
     for (int j = 0; j < NR; ++j) acc[r][j] = c[r][j];
 }
 
+// ---------------------------------------------------------------- SSE2: a kernel row's weights in registers
+// Without FMA a multiply-add is a multiply and an add, and a step of micro_gemm's 3x2 block
+// (6 of them) took ~4 cycles, against 3.0 with its operands in registers: loading and copying
+// the broadcast weights cost the difference (benchmarks/results/sse2_ports.cpp, AMD EPYC Zen 5).
+// With k = 3 the 9 weights of one kernel row fit in registers beside 4 accumulators, and each
+// multiply-add is a pixel load, a multiply by a register and an add (3.0 cycles per 6). The
+// forward and backward then take a tile's sigma rows first and their tanh in a second pass
+// (the tanh needs the registers), and the backward's dX product is the same loop. mid-64, one
+// thread, AMD EPYC Zen 5, 2026-12-06: forward 107 -> 103 ms; backward 209 -> 210 ms (weight
+// gradient only 158 -> 153, input gradient only 164 -> 163). The backward's pass handles two
+// pixel vectors at a time: one at a time it was 2% slower than the register blocks.
+#if defined(ADAPTIVE_CONV_SIMD_SSE2)
+#define ADAPTIVE_CONV_ROW_GEMM 1
+constexpr int64_t kRowGemmTaps = 9;
+
+// out[r][p] (row r at out + r * kTile) = beta[r] (0 without beta), or out[r][p] itself when
+// Accumulate, + sum_k A[r * rs + k * ks] B.row(k)[p], for the kRowGemmTaps rows r and the
+// kTile pixels of a tile.
+template <bool Accumulate, typename T>
+void row_gemm(const Weights<T>& A, int64_t rs, int64_t ks, const PatchRows<T>& B, const T* beta, T* out) {
+  using Vec = simd::Vec<T>;
+  constexpr int64_t V = Vec::size();
+  constexpr int G = 4;  // pixel vectors per pass: 9 weights + 4 accumulators + temporaries = 16 registers
+  static_assert(kTile % (G * V) == 0, "tile must be a whole number of pixel groups");
+  const T* rows[kRowGemmTaps];
+  for (int64_t k = 0; k < kRowGemmTaps; ++k) rows[k] = B.row(k);
+  for (int64_t r = 0; r < kRowGemmTaps; ++r) {
+    Vec w[kRowGemmTaps];
+#pragma GCC unroll 9
+    for (int64_t k = 0; k < kRowGemmTaps; ++k) w[k] = A.at(r * rs + k * ks);
+    const Vec init(beta ? beta[r] : T(0));
+    T* o = out + r * kTile;
+    for (int64_t p = 0; p < kTile; p += G * V) {
+      Vec acc[G];
+#pragma GCC unroll 4
+      for (int j = 0; j < G; ++j) acc[j] = Accumulate ? Vec::loadu(o + p + j * V) : init;
+#pragma GCC unroll 9
+      for (int64_t k = 0; k < kRowGemmTaps; ++k) {
+#pragma GCC unroll 4
+        for (int j = 0; j < G; ++j) acc[j] = simd::fmadd(w[k], Vec::loadu(rows[k] + p + j * V), acc[j]);
+#pragma GCC unroll 4
+        for (int j = 0; j < G; ++j) simd::keep_step_order(acc[j]);
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < G; ++j) acc[j].store(o + p + j * V);
+    }
+  }
+}
+#endif
+
 // Rows per block for T2 kernel elements: a divisor of T2 when one fits (k = 3, 5, 7
 // give MR = k), else 4 with single-row blocks for the remainder.
 inline int rows_per_block(int64_t T2) {
@@ -376,6 +426,27 @@ template <int MR, typename T>
                                                 T* out) {
   using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
+#if defined(ADAPTIVE_CONV_ROW_GEMM)
+  // only in the instantiation that 9 taps use (MR = 3): the others compile as before
+  if constexpr (MR == 3) {
+    if (T2 == kRowGemmTaps) {
+      // sigma rows first, then the tanh pass with its 2 output vectors in registers
+      alignas(16) T sigma[kRowGemmTaps * kTile];
+      row_gemm<false>(q, kRowGemmTaps, 1, X, beta, sigma);
+      for (int64_t p = 0; p < kTile; p += 2 * V) {
+        Vec y[2] = {Vec::loadu(out + p), Vec::loadu(out + p + V)};
+#pragma GCC unroll 9
+        for (int64_t uv = 0; uv < kRowGemmTaps; ++uv)
+          for (int j = 0; j < 2; ++j)
+            y[j] = simd::fmadd(simd::tanh(Vec::loadu(sigma + uv * kTile + p + j * V)),
+                               Vec::loadu(X.row(uv) + p + j * V), y[j]);
+        y[0].store(out + p);
+        y[1].store(out + p + V);
+      }
+      return;
+    }
+  }
+#endif
   constexpr int NR = pixel_vectors<MR>();
   static_assert(kTile % (NR * V) == 0, "tile must be a whole number of pixel blocks");
   for (int64_t p = 0; p < kTile; p += NR * V) {
@@ -504,6 +575,24 @@ Bands make_bands(const AdaptiveConvShape& s, int64_t w_numel) {
   return {rows, (s.Ho + rows - 1) / rows};
 }
 
+#if defined(ADAPTIVE_CONV_ROW_GEMM)
+// One vector of backward_sigma's pass after row_gemm: with t = tanh(sigma), d sigma =
+// g X (1 - t^2) into *dsig (which held sigma), and the direct term g t added into dpatch[at]
+// (if dpatch). (backward_sigma_block below does the same inline: through this function, GCC
+// compiled the AVX2 and AVX-512 backward differently.)
+template <typename T>
+inline void dsigma_vector(simd::Vec<T> g, simd::Vec<T> sigma, const T* x, T* dsig, T* dpatch, int64_t at) {
+  using Vec = simd::Vec<T>;
+  const Vec t = simd::tanh(sigma);
+  if (dpatch) {
+    T* d = dpatch + at;
+    simd::fmadd(g, t, Vec::loadu(d)).store(d);
+  }
+  const Vec gx = g * Vec::loadu(x);
+  simd::fnmadd(gx * t, t, gx).store(dsig);
+}
+#endif
+
 // One block of backward_sigma from its sigma (kernel elements uv0 .. uv0 + R - 1, NR
 // pixel vectors at p).
 template <int R, int NR, typename T>
@@ -544,6 +633,31 @@ template <int R, int NR, typename T>
 template <int MR, typename T>
 void backward_sigma(const Weights<T>& q, const T* beta, const PatchRows<T>& X, const T* gout, int64_t T2, T* dsig,
                     T* dpatch) {
+#if defined(ADAPTIVE_CONV_ROW_GEMM)
+  if constexpr (MR == 3) {
+    if (T2 == kRowGemmTaps) {
+      // the sigma rows into dsig, then each vector replaced by its d sigma, 2 pixel vectors at a time
+      using Vec = simd::Vec<T>;
+      constexpr int64_t V = Vec::size();
+      row_gemm<false>(q, kRowGemmTaps, 1, X, beta, dsig);
+      auto dsigma_pass = [&](auto with_dpatch) {
+        for (int64_t p = 0; p < kTile; p += 2 * V) {
+          const Vec g[2] = {Vec::loadu(gout + p), Vec::loadu(gout + p + V)};
+#pragma GCC unroll 9
+          for (int64_t uv = 0; uv < kRowGemmTaps; ++uv)
+            for (int j = 0; j < 2; ++j) {
+              const int64_t at = uv * kTile + p + j * V;
+              dsigma_vector(g[j], Vec::loadu(dsig + at), X.row(uv) + p + j * V, dsig + at,
+                            with_dpatch ? dpatch : static_cast<T*>(nullptr), at);
+            }
+        }
+      };
+      if (dpatch) dsigma_pass(std::true_type{});
+      else dsigma_pass(std::false_type{});
+      return;
+    }
+  }
+#endif
   constexpr int NR = pixel_vectors<MR>();
   for (int64_t p = 0; p < kTile; p += NR * simd::Vec<T>::size()) {
     for_each_sigma_block<MR, NR>(q, beta, X, p, T2, [&](int64_t uv0, const auto& acc) {
@@ -557,6 +671,11 @@ void backward_sigma(const Weights<T>& q, const T* beta, const PatchRows<T>& X, c
 // dX[ab][p] += sum_uv Q[uv][ab] dsig[uv][p]: the micro-GEMM with Q read transposed.
 template <int MR, typename T>
 void backward_dx(const Weights<T>& q, const PatchRows<T>& dsig, int64_t T2, T* dpatch) {
+#if defined(ADAPTIVE_CONV_ROW_GEMM)
+  if constexpr (MR == 3) {
+    if (T2 == kRowGemmTaps) return row_gemm<true>(q, 1, kRowGemmTaps, dsig, static_cast<const T*>(nullptr), dpatch);
+  }
+#endif
   using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
   constexpr int NR = pixel_vectors<MR>();

@@ -208,6 +208,14 @@ inline void broadcast_lanes(Vec<double> v, Vec<double>* out) {
   out[0] = Vec<double>::Raw(ADAPTIVE_CONV_SIMD_SPLAT2(v.v, 0));
   out[1] = Vec<double>::Raw(ADAPTIVE_CONV_SIMD_SPLAT2(v.v, 1));
 }
+#if defined(ADAPTIVE_CONV_SIMD_SSE2)
+// An empty asm statement that takes v in a register and gives it back "changed": GCC cannot
+// move v's arithmetic across it. A loop that calls it on its accumulators after every step
+// keeps its steps in source order (GCC otherwise emitted each accumulator's whole chain of
+// additions in one run, and the chain's latency then set the pace).
+template <typename T>
+inline void keep_step_order(Vec<T>& v) { asm volatile("" : "+x"(v.v)); }
+#endif
 // min(x, hi) and max(x, lo) that keep a NaN x: one minps/maxps (second operand on
 // NaN) or fmin/fmax (NaN on NaN); elsewhere a comparison, false for NaN x.
 inline Vec<float> clamp_max(Vec<float> x, Vec<float> hi) {
