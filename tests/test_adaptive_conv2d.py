@@ -411,22 +411,27 @@ import torch, adaptive_conv_ext as ace
 from adaptive_conv_ext.reference import adaptive_conv2d_reference as ref
 torch.manual_seed(0)
 for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
-    # 4 outputs (direct tiles), 12 outputs per group (staged tiles), and no kernel bias
-    for s, p, d, g, k, W, O, has_kb in ((1, 1, 1, 1, 3, 70, 4, True), ((2, 3), (2, 0), (1, 2), 2, 5, 33, 4, True),
-                                        (1, 1, 1, 1, 3, 13, 12, True), (1, 1, 1, 1, 3, 13, 12, False)):
-        x = torch.randn(2, 4, 11, W, dtype=torch.float64, requires_grad=True)
+    # 4 outputs (direct tiles), 12 outputs per group (staged tiles), no kernel bias, and an
+    # input without gradient (a first layer)
+    for s, p, d, g, k, W, O, has_kb, x_grad in (
+            (1, 1, 1, 1, 3, 70, 4, True, True), ((2, 3), (2, 0), (1, 2), 2, 5, 33, 4, True, True),
+            (1, 1, 1, 1, 3, 13, 12, True, True), (1, 1, 1, 1, 3, 13, 12, False, True),
+            (1, 1, 1, 1, 3, 70, 4, True, False), (1, 1, 1, 1, 3, 13, 12, True, False)):
+        x = torch.randn(2, 4, 11, W, dtype=torch.float64)
         w = (torch.randn(O, 4 // g, k, k, k, k, dtype=torch.float64) * 0.2).requires_grad_()
         kb = torch.randn(O, 4 // g, k, k, dtype=torch.float64, requires_grad=True) if has_kb else None
-        leaves = (x, w, kb) if has_kb else (x, w)
+        leaves = [t for t in (x.requires_grad_(x_grad), w, kb) if t is not None and t.requires_grad]
         yr = ref(x, w, kb, None, s, p, d, g)
         gy = torch.randn_like(yr)
         want = (yr,) + torch.autograd.grad(yr, leaves, gy)
-        low = [t.detach().to(dtype).requires_grad_() for t in leaves]
-        y = ace.adaptive_conv2d(low[0], low[1], low[2] if has_kb else None, None, s, p, d, g, backend="native")
-        got = (y,) + torch.autograd.grad(y, low, gy.to(dtype))
+        low = {id(t): t.detach().to(dtype).requires_grad_(t.requires_grad) for t in (x, w, kb) if t is not None}
+        args = [low[id(t)] if t is not None else None for t in (x, w, kb)]
+        y = ace.adaptive_conv2d(*args, None, s, p, d, g, backend="native")
+        got = (y,) + torch.autograd.grad(y, [low[id(t)] for t in leaves], gy.to(dtype))
+        assert len(got) == len(want)
         for a, b in zip(got, want):
             err = ((a.double() - b).norm() / b.norm()).item()
-            assert err < tol, (dtype, s, O, has_kb, err)
+            assert err < tol, (dtype, s, O, has_kb, x_grad, err)
 print("ok", torch.backends.cpu.get_cpu_capability())
 """
 

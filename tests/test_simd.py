@@ -54,3 +54,15 @@ def test_vector_ops_against_scalar(build, tmp_path):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     isa = "portable" if build.startswith("portable") else build
     assert run.stdout.strip().splitlines()[-1].startswith(f"{isa} ok"), run.stdout
+
+
+@pytest.mark.skipif(not X86, reason="the microbenchmarks use x86 inline assembly")
+@pytest.mark.parametrize("name", ["sse2_ports.cpp", "sse2_tanh_passes.cpp"])
+def test_result_microbenchmarks_compile(name):
+    # benchmarks/results/ quotes their figures; they must keep building against vec.h
+    compiler = shutil.which("g++")
+    assert compiler is not None, "g++ is needed to build the microbenchmarks"
+    cmd = [compiler, "-std=c++20", "-O2", "-Wall", "-Werror", "-fsyntax-only", "-I", os.path.join(ROOT, "csrc"),
+           os.path.join(ROOT, "benchmarks", "results", name)]
+    built = subprocess.run(cmd, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-4000:]

@@ -10,33 +10,10 @@
 #include <chrono>
 #include <cstdio>
 
+#include "cycle_clock.h"
 #include "ops/cpu/simd/vec.h"
 
 namespace {
-
-double ns_per_cycle() {
-  const long n = 100000000;
-  double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (long i = 0; i < n; i += 8)
-      asm volatile("addl $1,%%eax\n addl $1,%%eax\n addl $1,%%eax\n addl $1,%%eax\n"
-                   "addl $1,%%eax\n addl $1,%%eax\n addl $1,%%eax\n addl $1,%%eax\n" ::: "eax");
-    best = std::min(best, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best / n;
-}
-
-template <typename Fn>
-double cycles_per_call(double ns_cycle, long n, Fn fn) {
-  double best = 1e30;
-  for (int rep = 0; rep < 5; ++rep) {
-    const auto t0 = std::chrono::steady_clock::now();
-    for (long i = 0; i < n; ++i) fn();
-    best = std::min(best, std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return best / n / ns_cycle;
-}
 
 alignas(64) float data[1024];
 

@@ -184,6 +184,45 @@ static void test_tanh_double(std::mt19937& rng) {
   }
 }
 
+// tanh_each on N vectors at once is tanh on each, bit for bit (the SSE2 build interleaves
+// the N evaluations, the others loop), for N = 1 .. 5 and values over the whole range
+template <typename T, int N>
+static void test_tanh_each_n(std::mt19937& rng) {
+  using V = s::Vec<T>;
+  constexpr int n = V::size();
+  std::uniform_real_distribution<double> wide(-12, 12), narrow(-0.01, 0.01);
+  const T special[] = {T(0), -T(0), T(9), T(-9), std::numeric_limits<T>::infinity(),
+                       -std::numeric_limits<T>::infinity(), std::numeric_limits<T>::quiet_NaN(),
+                       std::numeric_limits<T>::denorm_min(), T(1e30)};
+  for (int trial = 0; trial < 2000; ++trial) {
+    T in[N][n], got[N][n], want[n];
+    for (int v = 0; v < N; ++v)
+      for (int i = 0; i < n; ++i) {
+        const int pick = int(rng() % 16);
+        in[v][i] = pick < 9 ? special[pick] : T(pick < 13 ? wide(rng) : narrow(rng));
+      }
+    V x[N];
+    for (int v = 0; v < N; ++v) x[v] = V::loadu(in[v]);
+    s::tanh_each(x);
+    for (int v = 0; v < N; ++v) {
+      x[v].store(got[v]);
+      s::tanh(V::loadu(in[v])).store(want);
+      for (int i = 0; i < n; ++i)
+        CHECK(std::memcmp(&got[v][i], &want[i], sizeof(T)) == 0 || (std::isnan(got[v][i]) && std::isnan(want[i])),
+              "tanh_each<%d>(%.9g) = %.9g, tanh = %.9g", N, double(in[v][i]), double(got[v][i]), double(want[i]));
+    }
+  }
+}
+
+static void test_tanh_each(std::mt19937& rng) {
+  test_tanh_each_n<float, 1>(rng);
+  test_tanh_each_n<float, 2>(rng);
+  test_tanh_each_n<float, 3>(rng);
+  test_tanh_each_n<float, 4>(rng);
+  test_tanh_each_n<float, 5>(rng);
+  test_tanh_each_n<double, 2>(rng);
+}
+
 int main() {
   std::mt19937 rng(12345);
   test_arithmetic<float>(rng);
@@ -192,6 +231,7 @@ int main() {
   test_reciprocal();
   test_tanh_float();
   test_tanh_double(rng);
+  test_tanh_each(rng);
   if (failures) {
     std::printf("%s: %d of %ld checks failed\n", s::kIsaName, failures, checks);
     return 1;

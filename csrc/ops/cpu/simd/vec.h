@@ -296,23 +296,81 @@ constexpr float kTanhP[5] = {1.0f, 0.13381031155586243f, 0.0034955954179167747f,
 constexpr float kTanhQ[5] = {1.0f, 0.4671434760093689f, 0.025877010077238083f,
                              0.0003285646380390972f, 7.776619668220519e-07f};
 
+#if defined(ADAPTIVE_CONV_SIMD_SSE2)
+// SSE2: the tanh's constants as whole vectors in memory, 16-byte aligned, so that an
+// instruction can take one as its memory operand (see tanh_each). Q4 divides P and Q, so Q's
+// s^4 term needs no multiplication (forward 110 -> 107 ms, one thread, AMD EPYC Zen 5,
+// 2026-12-06); q is then in [1 / Q4, 420 / Q4] = [1.3e6, 5.4e8].
+struct alignas(16) TanhConstants {
+  RawVec<float>::type one, minus_one, s_max, p[5], q[4];
+};
+constexpr RawVec<float>::type splat4(float c) { return RawVec<float>::type{c, c, c, c}; }
+constexpr float kTanhOverQ4 = float(1.0 / double(kTanhQ[4]));
+inline constexpr TanhConstants kTanhConstants = {
+    splat4(1.0f),
+    splat4(-1.0f),
+    splat4(kTanhClamp * kTanhClamp),
+    {splat4(kTanhP[0] * kTanhOverQ4), splat4(kTanhP[1] * kTanhOverQ4), splat4(kTanhP[2] * kTanhOverQ4),
+     splat4(kTanhP[3] * kTanhOverQ4), splat4(kTanhP[4] * kTanhOverQ4)},
+    {splat4(kTanhQ[0] * kTanhOverQ4), splat4(kTanhQ[1] * kTanhOverQ4), splat4(kTanhQ[2] * kTanhOverQ4),
+     splat4(kTanhQ[3] * kTanhOverQ4)}};
+
+// x[i] = tanh(x[i]) for N vectors, each step of the evaluation done for all N before the
+// next. The result is the same, bit for bit, for every N.
+// - Estrin's scheme, (P0 + P1 s) + s^2 ((P2 + P3 s) + P4 s^2): one multiplication more than
+//   Horner's, 3 dependent multiply-adds instead of 4. The SSE2 kernels wait on the tanh's
+//   latency (without FMA a multiply-add is two dependent instructions): mid-64 forward
+//   115 -> 110 ms, backward 235 -> 225 (one thread, AMD EPYC Zen 5, 2026-12-06). With FMA
+//   the extra multiplication cost more than the latency saved (AVX2 forward 49 -> 51 ms).
+// - Interleaved, the N dependency chains overlap, where one tanh after another waited on
+//   the last one's latency: the kernels' tanh passes, 4 vectors at a time, took 8.1 (the
+//   forward's y += tanh(sigma) X) and 10.0 (the backward's d sigma) cycles a vector instead
+//   of 8.6 and 11.3 (benchmarks/results/sse2_tanh_passes.cpp, AMD EPYC Zen 5, 2026-12-06;
+//   Horner's scheme interleaved: 8.7 and 10.5).
+// - For N > 1, each step reads its constants from memory: an empty asm "changes" the
+//   pointer to them, so GCC cannot keep them in registers across steps. Otherwise it held
+//   them in registers and spilled the chains' values instead (in the kernels' passes, mid-64
+//   backward, one thread: 214 -> about 200 ms; forward 101 -> 99-100). One vector at a time,
+//   registers are faster (the forward's pass: 8.7 against 9.3 cycles a vector).
+template <int N>
+inline void tanh_each(Vec<float> (&x)[N]) {
+  using V = Vec<float>;
+  auto each = [&](auto&& step) {
+    const TanhConstants* k = &kTanhConstants;
+    if constexpr (N > 1) asm volatile("" : "+r"(k));
+#pragma GCC unroll 8
+    for (int i = 0; i < N; ++i) step(i, *k);
+  };
+  V s[N], s2[N], p[N], q[N], p_hi[N], q_hi[N];
+  each([&](int i, const TanhConstants& k) { s[i] = clamp_max(x[i] * x[i], V(k.s_max)); });
+  each([&](int i, const TanhConstants&) { s2[i] = s[i] * s[i]; });
+  each([&](int i, const TanhConstants& k) { p_hi[i] = fmadd(V(k.p[3]), s[i], V(k.p[2])); });
+  each([&](int i, const TanhConstants& k) { q_hi[i] = fmadd(V(k.q[3]), s[i], V(k.q[2])); });
+  each([&](int i, const TanhConstants& k) { p_hi[i] = fmadd(V(k.p[4]), s2[i], p_hi[i]); });
+  each([&](int i, const TanhConstants&) { q_hi[i] = s2[i] + q_hi[i]; });
+  each([&](int i, const TanhConstants& k) { p[i] = fmadd(V(k.p[1]), s[i], V(k.p[0])); });
+  each([&](int i, const TanhConstants& k) { q[i] = fmadd(V(k.q[1]), s[i], V(k.q[0])); });
+  each([&](int i, const TanhConstants&) { p[i] = fmadd(p_hi[i], s2[i], p[i]); });
+  each([&](int i, const TanhConstants&) { q[i] = fmadd(q_hi[i], s2[i], q[i]); });
+  // c p / q with c = x (the clamp is on s, see kTanhClamp); then |tanh| <= 1, as in tanh() below
+  each([&](int i, const TanhConstants&) {
+#if defined(ADAPTIVE_CONV_SIMD_TANH_DIVIDES)
+    x[i] = V::Raw((x[i] * p[i]).v / q[i].v);
+#else
+    x[i] = (x[i] * p[i]) * reciprocal(q[i]);
+#endif
+  });
+  each([&](int i, const TanhConstants& k) { x[i] = clamp_min(clamp_max(x[i], V(k.one)), V(k.minus_one)); });
+}
+
+inline Vec<float> tanh(Vec<float> x) {
+  Vec<float> v[1] = {x};
+  tanh_each(v);
+  return v[0];
+}
+#else
 inline Vec<float> tanh(Vec<float> x) {
   using V = Vec<float>;
-#if defined(ADAPTIVE_CONV_SIMD_SSE2)
-  const V c = x, s = clamp_max(x * x, V(kTanhClamp * kTanhClamp));
-  // Estrin's scheme, (P0 + P1 s) + s^2 ((P2 + P3 s) + P4 s^2): one multiplication more than
-  // Horner's, 3 dependent multiply-adds instead of 4. The SSE2 kernels wait on the tanh's
-  // latency (without FMA a multiply-add is two dependent instructions): mid-64 forward
-  // 115 -> 110 ms, backward 235 -> 225 (one thread, AMD EPYC Zen 5, 2026-12-06). With FMA
-  // the extra multiplication cost more than the latency saved (AVX2 forward 49 -> 51 ms).
-  // P and Q are both divided by Q4, so Q's s^4 term needs no multiplication (forward 110 ->
-  // 107 ms); q is then in [1 / Q4, 420 / Q4] = [1.3e6, 5.4e8].
-  constexpr float r = float(1.0 / double(kTanhQ[4]));
-  const V s2 = s * s;
-  V p = fmadd(fmadd(V(kTanhP[4] * r), s2, fmadd(V(kTanhP[3] * r), s, V(kTanhP[2] * r))), s2,
-              fmadd(V(kTanhP[1] * r), s, V(kTanhP[0] * r)));
-  V q = fmadd(s2 + fmadd(V(kTanhQ[3] * r), s, V(kTanhQ[2] * r)), s2, fmadd(V(kTanhQ[1] * r), s, V(kTanhQ[0] * r)));
-#else
   const V c = clamp_min(clamp_max(x, V(kTanhClamp)), V(-kTanhClamp));
   const V s = c * c;
   V p = fmadd(V(kTanhP[4]), s, V(kTanhP[3]));
@@ -323,16 +381,13 @@ inline Vec<float> tanh(Vec<float> x) {
   q = fmadd(q, s, V(kTanhQ[1]));
   p = fmadd(p, s, V(kTanhP[0]));
   q = fmadd(q, s, V(kTanhQ[0]));  // in [1, 420]: the reciprocal's range
-#endif
   // the rational overshoots 1 by up to a few ulp near the clamp: keep |tanh| <= 1
   // (the backward's 1 - t^2 >= 0)
-#if defined(ADAPTIVE_CONV_SIMD_TANH_DIVIDES)
-  const V t = V::Raw((c * p).v / q.v);
-#else
   const V t = (c * p) * reciprocal(q);
-#endif
   return clamp_min(clamp_max(t, V(1.0f)), V(-1.0f));
 }
+
+#endif
 
 // float64 tanh: the C library's, lane by lane (correctly rounded to within an ulp; the
 // float64 results are the reference the float32 ones are checked against).
@@ -342,6 +397,13 @@ inline Vec<double> tanh(Vec<double> x) {
   x.store(lanes);
   for (int i = 0; i < n; ++i) lanes[i] = std::tanh(lanes[i]);
   return Vec<double>::loadu(lanes);
+}
+
+// x[i] = tanh(x[i]) for N vectors, one after another (the SSE2 build's float32 overload
+// above interleaves them)
+template <typename T, int N>
+inline void tanh_each(Vec<T> (&x)[N]) {
+  for (int i = 0; i < N; ++i) x[i] = tanh(x[i]);
 }
 
 }  // namespace ADAPTIVE_CONV_SIMD_NS
