@@ -417,17 +417,17 @@ for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
             (1, 1, 1, 1, 3, 70, 4, True, True), ((2, 3), (2, 0), (1, 2), 2, 5, 33, 4, True, True),
             (1, 1, 1, 1, 3, 13, 12, True, True), (1, 1, 1, 1, 3, 13, 12, False, True),
             (1, 1, 1, 1, 3, 70, 4, True, False), (1, 1, 1, 1, 3, 13, 12, True, False)):
-        x = torch.randn(2, 4, 11, W, dtype=torch.float64)
+        x = torch.randn(2, 4, 11, W, dtype=torch.float64, requires_grad=x_grad)
         w = (torch.randn(O, 4 // g, k, k, k, k, dtype=torch.float64) * 0.2).requires_grad_()
         kb = torch.randn(O, 4 // g, k, k, dtype=torch.float64, requires_grad=True) if has_kb else None
-        leaves = [t for t in (x.requires_grad_(x_grad), w, kb) if t is not None and t.requires_grad]
-        yr = ref(x, w, kb, None, s, p, d, g)
+        full = (x, w, kb)
+        low = tuple(t.detach().to(dtype).requires_grad_(t.requires_grad) if t is not None else None for t in full)
+        trained = lambda ts: [t for t in ts if t is not None and t.requires_grad]
+        yr = ref(*full, None, s, p, d, g)
         gy = torch.randn_like(yr)
-        want = (yr,) + torch.autograd.grad(yr, leaves, gy)
-        low = {id(t): t.detach().to(dtype).requires_grad_(t.requires_grad) for t in (x, w, kb) if t is not None}
-        args = [low[id(t)] if t is not None else None for t in (x, w, kb)]
-        y = ace.adaptive_conv2d(*args, None, s, p, d, g, backend="native")
-        got = (y,) + torch.autograd.grad(y, [low[id(t)] for t in leaves], gy.to(dtype))
+        want = (yr,) + torch.autograd.grad(yr, trained(full), gy)
+        y = ace.adaptive_conv2d(*low, None, s, p, d, g, backend="native")
+        got = (y,) + torch.autograd.grad(y, trained(low), gy.to(dtype))
         assert len(got) == len(want)
         for a, b in zip(got, want):
             err = ((a.double() - b).norm() / b.norm()).item()

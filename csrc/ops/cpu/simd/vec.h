@@ -352,7 +352,8 @@ inline void tanh_each(Vec<float> (&x)[N]) {
   each([&](int i, const TanhConstants& k) { q[i] = fmadd(V(k.q[1]), s[i], V(k.q[0])); });
   each([&](int i, const TanhConstants&) { p[i] = fmadd(p_hi[i], s2[i], p[i]); });
   each([&](int i, const TanhConstants&) { q[i] = fmadd(q_hi[i], s2[i], q[i]); });
-  // c p / q with c = x (the clamp is on s, see kTanhClamp); then |tanh| <= 1, as in tanh() below
+  // c p / q with c = x (the clamp is on s, see kTanhClamp); then |tanh| <= 1: the rational
+  // overshoots 1 by a few ulp near the clamp, and the backward needs 1 - t^2 >= 0
   each([&](int i, const TanhConstants&) {
 #if defined(ADAPTIVE_CONV_SIMD_TANH_DIVIDES)
     x[i] = V::Raw((x[i] * p[i]).v / q[i].v);
@@ -386,7 +387,6 @@ inline Vec<float> tanh(Vec<float> x) {
   const V t = (c * p) * reciprocal(q);
   return clamp_min(clamp_max(t, V(1.0f)), V(-1.0f));
 }
-
 #endif
 
 // float64 tanh: the C library's, lane by lane (correctly rounded to within an ulp; the
