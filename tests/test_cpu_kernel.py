@@ -71,6 +71,43 @@ def test_float32_tanh_against_float64_over_all_ranges(capability):
     assert "max rel err" in out
 
 
+# The same through a 3x3 kernel, whose forward takes other paths (the portable build's
+# scaled tanh: pre-scaled sigma rows, output divided by gamma): 1 x M output pixels at stride
+# 3, pixel m reading taps (0, 0) = 1 and (0, 1) = v_m, zero elsewhere, and Q[kernel element
+# (0, 0), tap (0, 1)] = 1 the only weight, so sigma(0, 0) = v_m and y_m = tanh(v_m) * 1 (the
+# other kernel elements are tanh(0) = 0 times finite taps). Finite values only (tanh(0) * Inf
+# would be NaN): the 1x1 sweep above covers Inf and NaN.
+_TANH_SWEEP_3X3 = """
+import torch, adaptive_conv_ext
+pos = torch.arange(0, 0x7F800000, {step}, dtype=torch.int64)
+pos = torch.cat([pos, torch.tensor([1, 0x007FFFFF, 0x00800000, 0x3F800000, 0x41100000, 0x41100001, 0x7F7FFFFF])])
+pos = pos.to(torch.int32).view(torch.float32)
+vals = torch.cat([pos, -pos])
+M = vals.numel()
+x = torch.zeros(1, 1, 3, 3 * M)
+x[0, 0, 0, 0::3] = 1
+x[0, 0, 0, 1::3] = vals
+w = torch.zeros(1, 1, 3, 3, 3, 3)
+w[0, 0, 0, 0, 0, 1] = 1
+y = torch.ops.adaptive_conv_ext.adaptive_conv2d_forward(x, w, None, None, [3, 3], [0, 0], [1, 1], 1).reshape(M)
+ref = torch.tanh(vals.double())
+assert (y.abs() <= 1).all(), (y[y.abs() > 1][:4].tolist(), vals[y.abs() > 1][:4].tolist())
+big = vals.abs() >= 1e-30  # below, the portable build's scaled tanh keeps an absolute error under 1e-36
+rel = (y.double() - ref).abs()[big] / ref.abs()[big]
+assert rel.max().item() < 1e-6, (rel.max().item(), vals[big][rel.argmax()].item())
+assert ((y.double() - ref).abs()[~big] <= 1e-36).all()
+assert (y[vals == 0] == 0).all()
+print(M, "values, max rel err %.3g" % rel.max().item())
+"""
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+def test_float32_tanh_of_3x3_kernels_against_float64(capability):
+    # every 4072nd float32 bit pattern from +0 to FLT_MAX and its negative (1M values)
+    out = run_child(_TANH_SWEEP_3X3.format(step=4072), capability)
+    assert "max rel err" in out
+
+
 # ------------------------------------------------------------------ thread count
 _THREADS = """
 import torch, adaptive_conv_ext

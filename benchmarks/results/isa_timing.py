@@ -1,8 +1,8 @@
-"""mid-64 (float32, N=1, 2 threads) forward and forward+backward of the fused CPU
+"""mid-64 (float32, N=1, 2 threads unless --threads) forward and forward+backward of the fused CPU
 kernels per instruction set (ATEN_CPU_CAPABILITY=default/avx2/avx512), each build
 in its own child process, alternating the builds for several rounds in one run.
 
-    python benchmarks/results/isa_timing.py [--rounds 3] [--trees DIR ...]
+    python benchmarks/results/isa_timing.py [--rounds 3] [--threads 2] [--trees DIR ...]
 
 Each --trees entry is a checkout with a built adaptive_conv_ext (the child imports
 it from there), so an older build can be timed in the same run."""
@@ -15,8 +15,8 @@ import subprocess
 import sys
 
 CHILD = r"""
-import json, time, torch, adaptive_conv_ext
-torch.set_num_threads(2)
+import json, sys, time, torch, adaptive_conv_ext
+torch.set_num_threads(int(sys.argv[1]))
 g = torch.Generator().manual_seed(0)
 N, C, O, H, k = 1, 64, 64, 56, 3  # benchmarks/shapes.py mid-64, cpu_N=1
 x = torch.randn(N, C, H, H, generator=g)
@@ -52,19 +52,20 @@ def cpu_model():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--trees", nargs="*", default=[os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))])
     args = ap.parse_args()
-    print(f"CPU: {cpu_model()}; load average before: {os.getloadavg()}")
+    print(f"CPU: {cpu_model()}; {args.threads} threads; load average before: {os.getloadavg()}")
     rows = []
     for rnd in range(args.rounds):
         for tree in args.trees:
             for isa in ("default", "avx2", "avx512"):
                 env = {**os.environ, "ATEN_CPU_CAPABILITY": isa}
-                out = subprocess.run([sys.executable, "-c", CHILD], cwd=tree, env=env, capture_output=True, text=True)
+                out = subprocess.run([sys.executable, "-c", CHILD, str(args.threads)], cwd=tree, env=env, capture_output=True, text=True)
                 if out.returncode != 0:
                     raise SystemExit(out.stderr[-2000:])
                 r = json.loads(out.stdout.strip().splitlines()[-1])
-                rows.append({"round": rnd, "tree": tree, "isa": isa, **r, "load": os.getloadavg()[0]})
+                rows.append({"round": rnd, "tree": tree, "isa": isa, "threads": args.threads, **r, "load": os.getloadavg()[0]})
                 print(f"round {rnd} {tree:24s} {isa:8s} forward {r['forward_ms']:7.1f} ms  "
                       f"fwd+bwd {r['fwd_bwd_ms']:7.1f} ms  (load {rows[-1]['load']:.1f})", flush=True)
     print(json.dumps(rows))

@@ -223,6 +223,74 @@ static void test_tanh_each(std::mt19937& rng) {
   test_tanh_each_n<double, 2>(rng);
 }
 
+#if defined(ADAPTIVE_CONV_SIMD_SCALED_TANH)
+// The forward's scaled tanh, t' = gamma tanh(u / a) (a = kScaledTanhArgScale, gamma =
+// kScaledTanhOutScale), as the kernels use it: their y is t' times the float 1 / gamma. Against
+// float64 tanh over every 97th float32 bit pattern (both signs), every float32 around the
+// saturation point, and the special values; 2 and 4 vectors at a time bit for bit as 1.
+static void test_scaled_tanh() {
+  using V = s::Vec<float>;
+  constexpr int n = V::size();
+  const double a = s::kScaledTanhArgScale, gamma = s::kScaledTanhOutScale, inv_gamma = float(1 / gamma);
+  double worst = 0;
+  float worst_x = 0;
+  std::vector<float> us;
+  auto add = [&](uint32_t bits) {
+    float u;
+    std::memcpy(&u, &bits, 4);
+    us.push_back(u);
+  };
+  for (uint64_t bits = 0; bits <= 0x7FC00000u; bits += 97) add(uint32_t(bits)), add(uint32_t(bits) | 0x80000000u);
+  for (uint32_t bits : {1u, 0x007FFFFFu, 0x00800000u, 0x7F7FFFFFu, 0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x80000000u})
+    add(bits);
+  for (float u = float(8.75 * a); u <= float(9.25 * a); u = std::nextafter(u, 1.0f)) {
+    uint32_t bits;
+    std::memcpy(&bits, &u, 4);
+    add(bits), add(bits | 0x80000000u);
+  }
+  while (us.size() % (4 * n)) us.push_back(0.5f);
+  for (size_t at = 0; at < us.size(); at += 4 * n) {
+    V one[1], two[2], four[4];
+    float got[4][n], got2[2][n], got4[4][n];
+    for (int v = 0; v < 4; ++v) {
+      one[0] = four[v] = V::loadu(&us[at + v * n]);
+      if (v < 2) two[v] = four[v];
+      s::scaled_tanh_each(one);
+      one[0].store(got[v]);
+    }
+    s::scaled_tanh_each(two);
+    s::scaled_tanh_each(four);
+    for (int v = 0; v < 4; ++v) {
+      four[v].store(got4[v]);
+      if (v < 2) two[v].store(got2[v]);
+    }
+    for (int v = 0; v < 4; ++v)
+      for (int i = 0; i < n; ++i) {
+        const float u = us[at + v * n + i], t = got[v][i];
+        CHECK(std::memcmp(&t, &got4[v][i], 4) == 0 || (std::isnan(t) && std::isnan(got4[v][i])),
+              "scaled tanh of 4 vectors (%.9g) = %.9g, of 1 = %.9g", u, got4[v][i], t);
+        if (v < 2)
+          CHECK(std::memcmp(&t, &got2[v][i], 4) == 0 || (std::isnan(t) && std::isnan(got2[v][i])),
+                "scaled tanh of 2 vectors (%.9g) = %.9g, of 1 = %.9g", u, got2[v][i], t);
+        if (std::isnan(u)) {
+          CHECK(std::isnan(t), "scaled tanh(NaN) = %g", t);
+          continue;
+        }
+        CHECK(std::fabs(t) <= float(gamma), "|scaled tanh(%g)| = %.9g > gamma", u, t);
+        const double x = double(u) / a, want = std::tanh(x), y = double(t) * inv_gamma;
+        if (std::fabs(x) < 1e-30) {  // u P0 underflows (see kScaledTanhConstants)
+          CHECK(std::fabs(y - want) <= 1e-36, "scaled tanh(%g) / gamma = %g, want %g", u, y, want);
+          continue;
+        }
+        const double rel = std::fabs(y - want) / std::fabs(want);
+        if (rel > worst) worst = rel, worst_x = float(x);
+        CHECK(rel < 1e-6, "scaled tanh(%.9g) / gamma = %.9g, want tanh(%.9g) = %.17g (rel %.3g)", u, y, x, want, rel);
+      }
+  }
+  std::printf("scaled tanh float32: max rel err %.3g (at x = %.9g)\n", worst, worst_x);
+}
+#endif
+
 int main() {
   std::mt19937 rng(12345);
   test_arithmetic<float>(rng);
@@ -232,6 +300,9 @@ int main() {
   test_tanh_float();
   test_tanh_double(rng);
   test_tanh_each(rng);
+#if defined(ADAPTIVE_CONV_SIMD_SCALED_TANH)
+  test_scaled_tanh();
+#endif
   if (failures) {
     std::printf("%s: %d of %ld checks failed\n", s::kIsaName, failures, checks);
     return 1;

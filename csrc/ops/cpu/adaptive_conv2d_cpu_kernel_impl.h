@@ -48,6 +48,17 @@ inline void copy_short(T* dst, const T* src, int64_t n) {
   for (; i < n; ++i) dst[i] = src[i];
 }
 
+// x[i] *= scale (nothing where scale is 1)
+template <typename T>
+inline void scale_short(T* x, int64_t n, T scale) {
+  if (scale == T(1)) return;
+  using Vec = simd::Vec<T>;
+  constexpr int64_t V = Vec::size();
+  int64_t i = 0;
+  for (; i + V <= n; i += V) (Vec::loadu(x + i) * Vec(scale)).store(x + i);
+  for (; i < n; ++i) x[i] *= scale;
+}
+
 // dst[i * stride] += src[i]
 template <typename T>
 inline void add_short(T* dst, int64_t stride, const T* src, int64_t n) {
@@ -259,6 +270,18 @@ class Weights {
     q_ = q;
     if constexpr (!simd::kBroadcastIsLoad) broadcast_all(q);
   }
+  // The weights times scale: only the SSE2 forward's row path scales them (where the weights
+  // are read in place, scale is 1). Scaled in a function of its own, so that the backward's
+  // broadcast stays the code it was.
+  void set(const T* q, T scale) {
+    if constexpr (!simd::kBroadcastIsLoad) {
+      if (scale != T(1)) {
+        q_ = q;
+        return broadcast_all_scaled(q, scale);
+      }
+    }
+    set(q);
+  }
   Vec at(int64_t i) const {
     if constexpr (simd::kBroadcastIsLoad) return Vec(q_[i]);
     else return vecs_[i];
@@ -276,6 +299,13 @@ class Weights {
     // broadcast loads define no broadcast_lanes and never instantiate this)
     for (; i + Vec::size() <= n; i += Vec::size()) broadcast_lanes(Vec::loadu(q + i), out + i);
     for (; i < n; ++i) out[i] = Vec(q[i]);
+  }
+  [[gnu::noinline]] void broadcast_all_scaled(const T* q, T scale) {
+    Vec* out = vecs_.data();
+    const int64_t n = int64_t(vecs_.size());
+    int64_t i = 0;
+    for (; i + Vec::size() <= n; i += Vec::size()) broadcast_lanes(Vec::loadu(q + i) * Vec(scale), out + i);
+    for (; i < n; ++i) out[i] = Vec(q[i] * scale);
   }
 
   const T* q_ = nullptr;
@@ -379,7 +409,8 @@ void row_gemm(const Weights<T>& A, int64_t rs, int64_t ks, const PatchRows<T>& B
 // runs on 2 rows (4 vectors) at a time, interleaved (simd::tanh_each): mid-64, one thread, AMD
 // EPYC Zen 5, 2026-12-06, forward 104.7 -> 101.2 ms, backward 213.3 -> 204.9 (2 vectors at a
 // time: the backward slower again by 1-2%; 6 in a cycle count of the pass alone: no faster).
-template <typename T, typename Body>
+// Scaled: t = simd::scaled_tanh_each's gamma tanh instead (see ForwardScale).
+template <bool Scaled, typename T, typename Body>
 [[gnu::always_inline]] inline void for_each_tanh_pair(const T* sigma, int64_t p, Body&& body) {
   using Vec = simd::Vec<T>;
   constexpr int64_t V = Vec::size();
@@ -388,7 +419,11 @@ template <typename T, typename Body>
     Vec t[2 * R];
 #pragma GCC unroll 4
     for (int i = 0; i < 2 * R; ++i) t[i] = Vec::loadu(sigma + (uv0 + i / 2) * kTile + p + (i % 2) * V);
-    simd::tanh_each(t);
+#if defined(ADAPTIVE_CONV_SIMD_SCALED_TANH)
+    if constexpr (Scaled) simd::scaled_tanh_each(t);
+    else
+#endif
+      simd::tanh_each(t);
 #pragma GCC unroll 4
     for (int i = 0; i < 2 * R; ++i) body(uv0 + i / 2, i % 2, t[i]);
   };
@@ -397,6 +432,42 @@ template <typename T, typename Body>
   if constexpr (kRowGemmTaps % 2 == 1) rows(std::integral_constant<int, 1>{}, kRowGemmTaps - 1);
 }
 #endif
+
+// The float forward's row path (SSE2, 3x3 kernels) takes simd::scaled_tanh_each, 8
+// multiplications a tanh instead of 10: its sigma rows are computed from the weights and kernel
+// bias times simd::kScaledTanhArgScale, and its accumulators hold gamma y (the bias times
+// gamma), divided by gamma when stored (so |y| over FLT_MAX / gamma = 1.2e38 overflows, where
+// the other paths reach 3.4e38). mid-64 forward, one thread, AMD EPYC Zen 5, 2026-12-06:
+// 99.6 -> 91.2 ms. Elsewhere the scales are 1, known at compile time where no instantiation
+// scales (the other builds compile as before). The backward keeps tanh: scaled the same way
+// (dsig as d sigma / a, dq times a) it was at most 2% faster.
+template <typename T>
+struct ForwardScale {
+  T weights = T(1), bias = T(1), output = T(1);
+};
+template <typename T>
+struct UnitForwardScale {
+  static constexpr T weights = T(1), bias = T(1), output = T(1);
+};
+#if defined(ADAPTIVE_CONV_ROW_GEMM) && defined(ADAPTIVE_CONV_SIMD_SCALED_TANH)
+template <int MR, typename T>
+constexpr bool kScaledRowPath = MR == 3 && std::is_same_v<T, float>;
+#else
+template <int MR, typename T>
+constexpr bool kScaledRowPath = false;
+#endif
+template <int MR, typename T>
+inline auto forward_scale([[maybe_unused]] int64_t T2) {
+#if defined(ADAPTIVE_CONV_ROW_GEMM) && defined(ADAPTIVE_CONV_SIMD_SCALED_TANH)
+  if constexpr (kScaledRowPath<MR, T>) {
+    if (T2 == kRowGemmTaps)
+      return ForwardScale<T>{simd::kScaledTanhArgScale, simd::kScaledTanhOutScale,
+                             T(1 / double(simd::kScaledTanhOutScale))};
+    return ForwardScale<T>{};
+  } else
+#endif
+    return UnitForwardScale<T>{};
+}
 
 // Rows per block for T2 kernel elements: a divisor of T2 when one fits (k = 3, 5, 7
 // give MR = k), else 4 with single-row blocks for the remainder.
@@ -444,6 +515,7 @@ inline void for_each_sigma_block(const Weights<T>& q, const T* beta, const Patch
 
 // Inlined into each caller: as one function shared by the two layouts GCC compiled the
 // depthwise-k7 forward 1.4x slower (measured).
+// q and out as forward_scale<MR, T>(T2) scales them.
 template <int MR, typename T>
 [[gnu::always_inline]] inline void forward_pair(const Weights<T>& q, const T* beta, const PatchRows<T> X, int64_t T2,
                                                 T* out) {
@@ -454,11 +526,17 @@ template <int MR, typename T>
   if constexpr (MR == 3) {
     if (T2 == kRowGemmTaps) {
       // sigma rows first, then the tanh pass with its 2 output vectors in registers
+      constexpr bool scaled = kScaledRowPath<MR, T>;
       alignas(16) T sigma[kRowGemmTaps * kTile];
+      T beta_scaled[kRowGemmTaps];  // the kernel bias scaled like the weights
+      if (scaled && beta) {
+        for (int64_t r = 0; r < kRowGemmTaps; ++r) beta_scaled[r] = beta[r] * forward_scale<MR, T>(T2).weights;
+        beta = beta_scaled;
+      }
       row_gemm<false>(q, kRowGemmTaps, 1, X, beta, sigma);
       for (int64_t p = 0; p < kTile; p += 2 * V) {
         Vec y[2] = {Vec::loadu(out + p), Vec::loadu(out + p + V)};
-        for_each_tanh_pair(sigma, p, [&](int64_t uv, int j, Vec t) {
+        for_each_tanh_pair<scaled>(sigma, p, [&](int64_t uv, int j, Vec t) {
           y[j] = simd::fmadd(t, Vec::loadu(X.row(uv) + p + j * V), y[j]);
         });
         y[0].store(out + p);
@@ -495,22 +573,25 @@ void forward_staged(const AdaptiveConvShape& s, const T* x, const T* w, const T*
     std::vector<T> patch(T2 * kTile), acc(Og * kTile);
     const PatchRows<T> X{patch.data(), off.data(), T2 * kTile};
     Weights<T> q(T2);
+    const auto scale = forward_scale<MR, T>(T2);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / tiles, p0 = (item % tiles) * kTile;
       const int64_t count = std::min(kTile, L - p0);
       for (int64_t g = 0; g < s.groups; ++g) {
         for (int64_t o = 0; o < Og; ++o)
-          std::fill_n(acc.data() + o * kTile, kTile, bias ? bias[g * Og + o] : T(0));
+          std::fill_n(acc.data() + o * kTile, kTile, bias ? bias[g * Og + o] * scale.bias : T(0));
         for (int64_t c = 0; c < Cg; ++c) {
           gather_patch(s, p0, count, x + (n * s.C + g * Cg + c) * HW, patch.data());
           for (int64_t o = 0; o < Og; ++o) {
             const int64_t pair = (g * Og + o) * Cg + c;  // (o, c) generator index
-            q.set(w + pair * T2 * T2);
+            q.set(w + pair * T2 * T2, scale.weights);
             forward_pair<MR>(q, kb ? kb + pair * T2 : nullptr, X, T2, acc.data() + o * kTile);
           }
         }
-        for (int64_t o = 0; o < Og; ++o)
+        for (int64_t o = 0; o < Og; ++o) {
+          if constexpr (kScaledRowPath<MR, T>) scale_short(acc.data() + o * kTile, count, scale.output);
           std::memcpy(y + (n * s.O + g * Og + o) * L + p0, acc.data() + o * kTile, count * sizeof(T));
+        }
       }
     }
   });
@@ -529,18 +610,19 @@ void forward_direct(const AdaptiveConvShape& s, const T* x, const T* w, const T*
   cpu::parallel_for(0, s.N * chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> rows(d.max_rows_read(chunk) * d.P), acc(Og * chunk * kTile);
     Weights<T> q(T2);
+    const auto scale = forward_scale<MR, T>(T2);
     for (int64_t item = begin; item < end; ++item) {
       const int64_t n = item / chunks, t0 = (item % chunks) * chunk, nt = std::min(chunk, d.tiles - t0);
       const int64_t q0 = t0 * kTile, q1 = std::min(q0 + nt * kTile, d.Lq), r0 = q0 / d.P;
       const PatchRows<T> X{rows.data() + (q0 - r0 * d.P), d.off.data(), kTile};
       for (int64_t g = 0; g < s.groups; ++g) {
         for (int64_t o = 0; o < Og; ++o)
-          std::fill_n(acc.data() + o * chunk * kTile, nt * kTile, bias ? bias[g * Og + o] : T(0));
+          std::fill_n(acc.data() + o * chunk * kTile, nt * kTile, bias ? bias[g * Og + o] * scale.bias : T(0));
         for (int64_t c = 0; c < Cg; ++c) {
           fill_padded_rows(s, x + (n * s.C + g * Cg + c) * HW, r0, d.rows_read(q0, nt), d.P, rows.data());
           for (int64_t o = 0; o < Og; ++o) {
             const int64_t pair = (g * Og + o) * Cg + c;
-            q.set(w + pair * T2 * T2);
+            q.set(w + pair * T2 * T2, scale.weights);
             for (int64_t t = 0; t < nt; ++t)
               forward_pair<MR>(q, kb ? kb + pair * T2 : nullptr, X.tile(t), T2,
                                acc.data() + (o * chunk + t) * kTile);
@@ -549,6 +631,7 @@ void forward_direct(const AdaptiveConvShape& s, const T* x, const T* w, const T*
         for (int64_t o = 0; o < Og; ++o) {
           T* plane = y + (n * s.O + g * Og + o) * L;
           const T* src = acc.data() + o * chunk * kTile - q0;
+          if constexpr (kScaledRowPath<MR, T>) scale_short(acc.data() + o * chunk * kTile, nt * kTile, scale.output);
           for_each_output_run(s, d.P, q0, q1, [&](int64_t qq, int64_t len, int64_t i, int64_t j) {
             copy_short(plane + i * s.Wo + j, src + qq, len);
           });
@@ -664,7 +747,7 @@ void backward_sigma(const Weights<T>& q, const T* beta, const PatchRows<T>& X, c
       row_gemm<false>(q, kRowGemmTaps, 1, X, beta, dsig);
       for (int64_t p = 0; p < kTile; p += 2 * V) {
         const Vec g[2] = {Vec::loadu(gout + p), Vec::loadu(gout + p + V)};
-        for_each_tanh_pair(dsig, p, [&](int64_t uv, int j, Vec t) {
+        for_each_tanh_pair<false>(dsig, p, [&](int64_t uv, int j, Vec t) {
           const int64_t at = uv * kTile + p + j * V;
           dsigma_vector(g[j], t, X.row(uv) + p + j * V, dsig + at, dpatch, at);
         });

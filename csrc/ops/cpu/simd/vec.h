@@ -300,9 +300,11 @@ constexpr float kTanhQ[5] = {1.0f, 0.4671434760093689f, 0.025877010077238083f,
 // SSE2: the tanh's constants as whole vectors in memory, 16-byte aligned, so that an
 // instruction can take one as its memory operand (see tanh_each). Q4 divides P and Q, so Q's
 // s^4 term needs no multiplication (forward 110 -> 107 ms, one thread, AMD EPYC Zen 5,
-// 2026-12-06); q is then in [1 / Q4, 420 / Q4] = [1.3e6, 5.4e8].
+// 2026-12-06); q is then in [1 / Q4, 420 / Q4] = [1.3e6, 5.4e8]. `monic`: P4 = Q3 = 1 as well
+// (the scaled tanh below).
 struct alignas(16) TanhConstants {
-  RawVec<float>::type one, minus_one, s_max, p[5], q[4];
+  RawVec<float>::type t_max, minus_t_max, s_max, p[5], q[4];
+  bool monic;
 };
 constexpr RawVec<float>::type splat4(float c) { return RawVec<float>::type{c, c, c, c}; }
 constexpr float kTanhOverQ4 = float(1.0 / double(kTanhQ[4]));
@@ -313,10 +315,49 @@ inline constexpr TanhConstants kTanhConstants = {
     {splat4(kTanhP[0] * kTanhOverQ4), splat4(kTanhP[1] * kTanhOverQ4), splat4(kTanhP[2] * kTanhOverQ4),
      splat4(kTanhP[3] * kTanhOverQ4), splat4(kTanhP[4] * kTanhOverQ4)},
     {splat4(kTanhQ[0] * kTanhOverQ4), splat4(kTanhQ[1] * kTanhOverQ4), splat4(kTanhQ[2] * kTanhOverQ4),
-     splat4(kTanhQ[3] * kTanhOverQ4)}};
+     splat4(kTanhQ[3] * kTanhOverQ4)},
+    false};
 
-// x[i] = tanh(x[i]) for N vectors, each step of the evaluation done for all N before the
-// next. The result is the same, bit for bit, for every N.
+#if defined(ADAPTIVE_CONV_SIMD_TANH_DIVIDES)
+#define ADAPTIVE_CONV_SIMD_SCALED_TANH 1
+// The scaled tanh: t' = gamma tanh(x), computed from u = x / sqrt(beta), with the same
+// rational in the variable s = u^2 = x^2 / beta. beta = Q3 / Q4 and a common factor of P and
+// Q make Q3 = Q4 = 1, and gamma = Q4 / (P4 sqrt(beta)) makes P4 = 1: two multiplications
+// fewer than tanh (8 instead of 10). A kernel that can take its argument pre-scaled (the
+// forward's sigma rows: scaled weights and kernel bias) and its result scaled (y: scaled bias,
+// then y / gamma) saves them. Relative error against float64 under 4e-7 for |x| >= 1e-30 (the
+// plain tanh: 3.5e-7; below 1e-30, u P0 underflows into subnormals and the relative error
+// grows, the absolute one stays under 1e-36). Only where the tanh divides: its q is in
+// [4e-5, 1.2], outside reciprocal()'s range.
+namespace scaled_tanh {
+constexpr double sqrt_newton(double v) {
+  double r = v > 1 ? v : 1;
+  for (int i = 0; i < 64; ++i) r = 0.5 * (r + v / r);
+  return r;
+}
+constexpr double kBeta = double(kTanhQ[3]) / double(kTanhQ[4]);
+constexpr double kCommon = 1 / (double(kTanhQ[3]) * kBeta * kBeta * kBeta);
+constexpr double kSqrtBeta = sqrt_newton(kBeta);
+constexpr double kGamma = double(kTanhQ[4]) / (double(kTanhP[4]) * kSqrtBeta);
+constexpr double kPowBeta[5] = {1, kBeta, kBeta * kBeta, kBeta * kBeta * kBeta, kBeta * kBeta * kBeta * kBeta};
+constexpr float p(int i) { return float(kGamma * kSqrtBeta * kCommon * double(kTanhP[i]) * kPowBeta[i]); }
+constexpr float q(int i) { return float(kCommon * double(kTanhQ[i]) * kPowBeta[i]); }
+}  // namespace scaled_tanh
+constexpr float kScaledTanhArgScale = float(1 / scaled_tanh::kSqrtBeta);  // u = x * this
+constexpr float kScaledTanhOutScale = float(scaled_tanh::kGamma);         // t' = this * tanh(x)
+inline constexpr TanhConstants kScaledTanhConstants = {
+    splat4(float(scaled_tanh::kGamma)),
+    splat4(-float(scaled_tanh::kGamma)),
+    splat4(float(double(kTanhClamp) * double(kTanhClamp) / scaled_tanh::kBeta)),
+    {splat4(scaled_tanh::p(0)), splat4(scaled_tanh::p(1)), splat4(scaled_tanh::p(2)), splat4(scaled_tanh::p(3)),
+     splat4(1.0f)},
+    {splat4(scaled_tanh::q(0)), splat4(scaled_tanh::q(1)), splat4(scaled_tanh::q(2)), splat4(1.0f)},
+    true};
+#endif
+
+// x[i] = tanh(x[i]) for N vectors (K: kTanhConstants), or x[i] = gamma tanh(sqrt(beta) x[i])
+// (K: kScaledTanhConstants), each step of the evaluation done for all N before the next. The
+// result is the same, bit for bit, for every N.
 // - Estrin's scheme, (P0 + P1 s) + s^2 ((P2 + P3 s) + P4 s^2): one multiplication more than
 //   Horner's, 3 dependent multiply-adds instead of 4. The SSE2 kernels wait on the tanh's
 //   latency (without FMA a multiply-add is two dependent instructions): mid-64 forward
@@ -332,11 +373,11 @@ inline constexpr TanhConstants kTanhConstants = {
 //   them in registers and spilled the chains' values instead (in the kernels' passes, mid-64
 //   backward, one thread: 214 -> about 200 ms; forward 101 -> 99-100). One vector at a time,
 //   registers are faster (the forward's pass: 8.7 against 9.3 cycles a vector).
-template <int N>
+template <int N, const TanhConstants& K = kTanhConstants>
 inline void tanh_each(Vec<float> (&x)[N]) {
   using V = Vec<float>;
   auto each = [&](auto&& step) {
-    const TanhConstants* k = &kTanhConstants;
+    const TanhConstants* k = &K;
     if constexpr (N > 1) asm volatile("" : "+r"(k));
 #pragma GCC unroll 8
     for (int i = 0; i < N; ++i) step(i, *k);
@@ -345,15 +386,21 @@ inline void tanh_each(Vec<float> (&x)[N]) {
   each([&](int i, const TanhConstants& k) { s[i] = clamp_max(x[i] * x[i], V(k.s_max)); });
   each([&](int i, const TanhConstants&) { s2[i] = s[i] * s[i]; });
   each([&](int i, const TanhConstants& k) { p_hi[i] = fmadd(V(k.p[3]), s[i], V(k.p[2])); });
-  each([&](int i, const TanhConstants& k) { q_hi[i] = fmadd(V(k.q[3]), s[i], V(k.q[2])); });
-  each([&](int i, const TanhConstants& k) { p_hi[i] = fmadd(V(k.p[4]), s2[i], p_hi[i]); });
+  each([&](int i, const TanhConstants& k) {
+    if constexpr (K.monic) q_hi[i] = s[i] + V(k.q[2]);
+    else q_hi[i] = fmadd(V(k.q[3]), s[i], V(k.q[2]));
+  });
+  each([&](int i, const TanhConstants& k) {
+    if constexpr (K.monic) p_hi[i] = s2[i] + p_hi[i];
+    else p_hi[i] = fmadd(V(k.p[4]), s2[i], p_hi[i]);
+  });
   each([&](int i, const TanhConstants&) { q_hi[i] = s2[i] + q_hi[i]; });
   each([&](int i, const TanhConstants& k) { p[i] = fmadd(V(k.p[1]), s[i], V(k.p[0])); });
   each([&](int i, const TanhConstants& k) { q[i] = fmadd(V(k.q[1]), s[i], V(k.q[0])); });
   each([&](int i, const TanhConstants&) { p[i] = fmadd(p_hi[i], s2[i], p[i]); });
   each([&](int i, const TanhConstants&) { q[i] = fmadd(q_hi[i], s2[i], q[i]); });
-  // c p / q with c = x (the clamp is on s, see kTanhClamp); then |tanh| <= 1: the rational
-  // overshoots 1 by a few ulp near the clamp, and the backward needs 1 - t^2 >= 0
+  // c p / q with c = x (the clamp is on s, see kTanhClamp); then |t| <= t_max: the rational
+  // overshoots it by a few ulp near the clamp, and the backward needs 1 - t^2 >= 0
   each([&](int i, const TanhConstants&) {
 #if defined(ADAPTIVE_CONV_SIMD_TANH_DIVIDES)
     x[i] = V::Raw((x[i] * p[i]).v / q[i].v);
@@ -361,8 +408,16 @@ inline void tanh_each(Vec<float> (&x)[N]) {
     x[i] = (x[i] * p[i]) * reciprocal(q[i]);
 #endif
   });
-  each([&](int i, const TanhConstants& k) { x[i] = clamp_min(clamp_max(x[i], V(k.one)), V(k.minus_one)); });
+  each([&](int i, const TanhConstants& k) { x[i] = clamp_min(clamp_max(x[i], V(k.t_max)), V(k.minus_t_max)); });
 }
+
+#if defined(ADAPTIVE_CONV_SIMD_SCALED_TANH)
+// x[i] = kScaledTanhOutScale tanh(x[i] / kScaledTanhArgScale) (see kScaledTanhConstants)
+template <int N>
+inline void scaled_tanh_each(Vec<float> (&x)[N]) {
+  tanh_each<N, kScaledTanhConstants>(x);
+}
+#endif
 
 inline Vec<float> tanh(Vec<float> x) {
   Vec<float> v[1] = {x};
