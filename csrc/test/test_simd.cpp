@@ -116,7 +116,24 @@ static void test_reciprocal() {
   std::printf("reciprocal: max rel err %.3g over [1, 4096]\n", worst);
 }
 
-// The float32 tanh against float64 tanh over every 97th float32 bit pattern (both signs)
+// fn(x) for the float32 tanh sweeps: every 97th bit pattern (both signs), the edge cases, and
+// every float32 in [sat_lo, sat_hi] (either side of the saturation point) with both signs
+template <typename Fn>
+static void for_each_tanh_input(float sat_lo, float sat_hi, Fn&& fn) {
+  auto from_bits = [&](uint32_t bits) {
+    float x;
+    std::memcpy(&x, &bits, 4);
+    fn(x);
+  };
+  for (uint64_t bits = 0; bits <= 0x7FC00000u; bits += 97)
+    from_bits(uint32_t(bits)), from_bits(uint32_t(bits) | 0x80000000u);
+  for (uint32_t bits : {1u, 0x007FFFFFu, 0x00800000u, 0x3F800000u, 0x41100000u, 0x41100001u, 0x7F7FFFFFu,
+                        0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x80000000u})
+    from_bits(bits);
+  for (float x = sat_lo; x <= sat_hi; x = std::nextafter(x, std::numeric_limits<float>::infinity())) fn(x), fn(-x);
+}
+
+// The float32 tanh against float64 tanh over for_each_tanh_input's values
 static void test_tanh_float() {
   using V = s::Vec<float>;
   constexpr int n = V::size();
@@ -146,22 +163,11 @@ static void test_tanh_float() {
     }
     filled = 0;
   };
-  auto add = [&](uint32_t bits) {
-    float x;
-    std::memcpy(&x, &bits, 4);
+  // saturation: x^2 clamped at 81
+  for_each_tanh_input(8.75f, 9.25f, [&](float x) {
     lanes[filled++] = x;
     if (filled == n) flush();
-  };
-  for (uint64_t bits = 0; bits <= 0x7FC00000u; bits += 97) add(uint32_t(bits)), add(uint32_t(bits) | 0x80000000u);
-  for (uint32_t bits : {1u, 0x007FFFFFu, 0x00800000u, 0x3F800000u, 0x41100000u, 0x41100001u, 0x7F7FFFFFu,
-                        0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x80000000u})
-    add(bits);
-  // every float32 either side of the saturation point (x^2 clamped at 81)
-  for (float x = 8.75f; x <= 9.25f; x = std::nextafter(x, 10.0f)) {
-    uint32_t bits;
-    std::memcpy(&bits, &x, 4);
-    add(bits), add(bits | 0x80000000u);
-  }
+  });
   while (filled > 0 && filled < n) lanes[filled++] = 0.5f;
   flush();
   float inf_out[n];
@@ -226,8 +232,8 @@ static void test_tanh_each(std::mt19937& rng) {
 #if defined(ADAPTIVE_CONV_SIMD_SCALED_TANH)
 // The forward's scaled tanh, t' = gamma tanh(u / a) (a = kScaledTanhArgScale, gamma =
 // kScaledTanhOutScale), as the kernels use it: their y is t' times the float 1 / gamma. Against
-// float64 tanh over every 97th float32 bit pattern (both signs), every float32 around the
-// saturation point, and the special values; 2 and 4 vectors at a time bit for bit as 1.
+// float64 tanh over for_each_tanh_input's values (saturation at u = 9 a); 2 and 4 vectors at a
+// time bit for bit as 1.
 static void test_scaled_tanh() {
   using V = s::Vec<float>;
   constexpr int n = V::size();
@@ -235,19 +241,7 @@ static void test_scaled_tanh() {
   double worst = 0;
   float worst_x = 0;
   std::vector<float> us;
-  auto add = [&](uint32_t bits) {
-    float u;
-    std::memcpy(&u, &bits, 4);
-    us.push_back(u);
-  };
-  for (uint64_t bits = 0; bits <= 0x7FC00000u; bits += 97) add(uint32_t(bits)), add(uint32_t(bits) | 0x80000000u);
-  for (uint32_t bits : {1u, 0x007FFFFFu, 0x00800000u, 0x7F7FFFFFu, 0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x80000000u})
-    add(bits);
-  for (float u = float(8.75 * a); u <= float(9.25 * a); u = std::nextafter(u, 1.0f)) {
-    uint32_t bits;
-    std::memcpy(&bits, &u, 4);
-    add(bits), add(bits | 0x80000000u);
-  }
+  for_each_tanh_input(float(8.75 * a), float(9.25 * a), [&](float u) { us.push_back(u); });
   while (us.size() % (4 * n)) us.push_back(0.5f);
   for (size_t at = 0; at < us.size(); at += 4 * n) {
     V one[1], two[2], four[4];

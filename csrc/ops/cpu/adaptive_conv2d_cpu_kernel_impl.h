@@ -268,16 +268,15 @@ class Weights {
   explicit Weights(int64_t T2) : vecs_(simd::kBroadcastIsLoad ? 0 : T2 * T2) {}
   void set(const T* q) {
     q_ = q;
-    if constexpr (!simd::kBroadcastIsLoad) broadcast_all(q);
+    if constexpr (!simd::kBroadcastIsLoad) broadcast_all<false>(q, T(1));
   }
   // The weights times scale: only the SSE2 forward's row path scales them (where the weights
-  // are read in place, scale is 1). Scaled in a function of its own, so that the backward's
-  // broadcast stays the code it was.
+  // are read in place, scale is 1).
   void set(const T* q, T scale) {
     if constexpr (!simd::kBroadcastIsLoad) {
       if (scale != T(1)) {
         q_ = q;
-        return broadcast_all_scaled(q, scale);
+        return broadcast_all<true>(q, scale);
       }
     }
     set(q);
@@ -291,21 +290,21 @@ class Weights {
   // A vector load and one shuffle a lane: lane by lane (a scalar load, shuffle and a
   // reload of vecs_'s pointer per element) it was ~4% of the portable mid-64 forward.
   // Out of line: inlined into the backward, GCC laid out its loops worse (+4%).
-  [[gnu::noinline]] void broadcast_all(const T* q) {
+  // Scaled: times scale, in an instantiation of its own (the unscaled one, the backward's, is
+  // the code it was).
+  template <bool Scaled>
+  [[gnu::noinline]] void broadcast_all(const T* q, [[maybe_unused]] T scale) {
     Vec* out = vecs_.data();
     const int64_t n = int64_t(vecs_.size());
     int64_t i = 0;
     // unqualified: found by argument-dependent lookup when instantiated (builds with
     // broadcast loads define no broadcast_lanes and never instantiate this)
-    for (; i + Vec::size() <= n; i += Vec::size()) broadcast_lanes(Vec::loadu(q + i), out + i);
-    for (; i < n; ++i) out[i] = Vec(q[i]);
-  }
-  [[gnu::noinline]] void broadcast_all_scaled(const T* q, T scale) {
-    Vec* out = vecs_.data();
-    const int64_t n = int64_t(vecs_.size());
-    int64_t i = 0;
-    for (; i + Vec::size() <= n; i += Vec::size()) broadcast_lanes(Vec::loadu(q + i) * Vec(scale), out + i);
-    for (; i < n; ++i) out[i] = Vec(q[i] * scale);
+    for (; i + Vec::size() <= n; i += Vec::size()) {
+      Vec v = Vec::loadu(q + i);
+      if constexpr (Scaled) v = v * Vec(scale);
+      broadcast_lanes(v, out + i);
+    }
+    for (; i < n; ++i) out[i] = Vec(Scaled ? q[i] * scale : q[i]);
   }
 
   const T* q_ = nullptr;
